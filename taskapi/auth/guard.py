@@ -1,0 +1,62 @@
+"""The auth decorators: a verified token of the right kind whose user still exists."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from quart import g
+from quart_schema import security_scheme
+
+from taskapi.auth import service
+from taskapi.auth.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
+from taskapi.db import request_session
+from taskapi.errors import APIError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+BEARER = [{"bearerAuth": []}]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Viewer:
+    """The authenticated caller of a request."""
+
+    id: int
+    role: str
+    claims: TokenClaims
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def current_viewer() -> Viewer:
+    viewer: Viewer = g.viewer
+    return viewer
+
+
+def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    def decorator(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(view)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            claims = read_bearer_token(kind)
+            role = await service.role_of(request_session(), claims.user_id)
+            if role is None:
+                raise APIError(401, "The token's user no longer exists.", code="token_invalid")
+            g.viewer = Viewer(id=claims.user_id, role=role, claims=claims)
+            return await view(*args, **kwargs)
+
+        return security_scheme(BEARER)(wrapper)
+
+    return decorator
+
+
+login_required: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]] = (
+    _requires(ACCESS)
+)
+refresh_token_required: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]] = (
+    _requires(REFRESH)
+)

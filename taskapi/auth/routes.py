@@ -1,0 +1,101 @@
+"""Routes of /auth: thin views over the account service and the token module."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import document_response, tag
+
+from taskapi.auth import service
+from taskapi.auth.guard import current_viewer, login_required, refresh_token_required
+from taskapi.auth.schemas import (
+    AccessToken,
+    LoginRequest,
+    ProfileEnvelope,
+    RegisterRequest,
+    RegisterResponse,
+    TokenPair,
+)
+from taskapi.auth.tokens import issue_access_token, issue_refresh_token
+from taskapi.db import request_session
+from taskapi.errors import APIError
+from taskapi.responses import json_response, success
+from taskapi.state import app_state
+from taskapi.validation import json_body
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.post("/register")
+@tag(["auth"])
+@json_body(
+    RegisterRequest, invalid_status=400, missing_message="Missing username, email, or password"
+)
+@document_response(RegisterResponse, 201)
+async def register(data: RegisterRequest) -> Response:
+    """Register a new user (role `user`)."""
+    user = await service.register_user(
+        request_session(),
+        app_state().passwords,
+        username=data.username,
+        email=str(data.email),
+        password=data.password,
+    )
+    return json_response({"message": "User registered successfully", "user_id": user.id}, 201)
+
+
+@bp.post("/login")
+@tag(["auth"])
+@json_body(LoginRequest, invalid_status=400, missing_message="Username and password required")
+@document_response(TokenPair, 200)
+async def login(data: LoginRequest) -> Response:
+    """Exchange a username and password for an access and a refresh token."""
+    state = app_state()
+    user = await service.authenticate(
+        request_session(), state.passwords, data.username, data.password
+    )
+    if user is None:
+        raise APIError(401, "Invalid username or password", code="invalid_credentials")
+    return json_response(
+        {
+            "access_token": issue_access_token(user.id, user.role),
+            "refresh_token": issue_refresh_token(user.id),
+            "token_type": "bearer",
+            "expires_in": state.settings.access_token_expires,
+        }
+    )
+
+
+@bp.post("/refresh")
+@tag(["auth"])
+@refresh_token_required
+@document_response(AccessToken, 200)
+async def refresh() -> Response:
+    """A new access token for the holder of a refresh token."""
+    viewer = current_viewer()
+    return json_response(
+        {
+            "access_token": issue_access_token(viewer.id, viewer.role),
+            "token_type": "bearer",
+            "expires_in": app_state().settings.access_token_expires,
+        }
+    )
+
+
+@bp.get("/me")
+@tag(["auth"])
+@login_required
+@document_response(ProfileEnvelope, 200)
+async def me() -> Response:
+    """The caller's own account."""
+    user = await service.get_user(request_session(), current_viewer().id)
+    if user is None:
+        raise APIError(401, "The token's user no longer exists.", code="token_invalid")
+    return success(
+        {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "role": user.role,
+            "created_at": user.created_at.isoformat(),
+        }
+    )

@@ -1,0 +1,65 @@
+"""Request and response models of /auth."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from taskapi.validation import StorableText
+
+Username = Annotated[StorableText, Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+Password = Annotated[StorableText, Field(min_length=8, max_length=1024)]
+
+
+class RegisterRequest(BaseModel):
+    """A new account. Any `role` sent is ignored: new users are always `user`."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    username: Username = Field(examples=["alice"])
+    email: Annotated[EmailStr, Field(max_length=120)] = Field(examples=["alice@example.com"])
+    password: Password = Field(examples=["correct horse battery"])
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    username: Annotated[StorableText, Field(min_length=1, max_length=80)] = Field(
+        examples=["alice"]
+    )
+    password: Annotated[StorableText, Field(min_length=1, max_length=1024)] = Field(
+        examples=["correct horse battery"]
+    )
+
+
+class RegisterResponse(BaseModel):
+    message: str = Field(examples=["User registered successfully"])
+    user_id: int
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Lifetime of the access token in seconds.")
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class Profile(BaseModel):
+    id: int
+    username: str
+    email: str
+    role: Literal["user", "admin"]
+    created_at: dt.datetime
+
+
+class ProfileEnvelope(BaseModel):
+    status: Literal["success"] = "success"
+    data: Profile

@@ -1,0 +1,62 @@
+"""Accounts: create, authenticate, look up. Plain async functions over a session."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.errors import APIError
+from taskapi.models import User
+from taskapi.security import PasswordHasher
+
+TAKEN = "Username or email already exists"
+
+
+async def register_user(
+    session: AsyncSession,
+    passwords: PasswordHasher,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    role: str = "user",
+) -> User:
+    """Create an account; 409 when the username or e-mail is taken (also under a race)."""
+    taken = await session.scalar(
+        select(User.id).where(or_(User.username == username, User.email == email)).limit(1)
+    )
+    if taken is not None:
+        raise APIError(409, TAKEN, code="conflict")
+    user = User(
+        username=username,
+        email=email,
+        password_hash=await passwords.hash(password),
+        role=role,
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise APIError(409, TAKEN, code="conflict") from None
+    return user
+
+
+async def authenticate(
+    session: AsyncSession, passwords: PasswordHasher, username: str, password: str
+) -> User | None:
+    """The user whose credentials these are, or None; equally slow for unknown names."""
+    user = await session.scalar(select(User).where(User.username == username))
+    ok = await passwords.verify(user.password_hash if user else None, password)
+    return user if ok else None
+
+
+async def role_of(session: AsyncSession, user_id: int) -> str | None:
+    """The user's current role, or None when the account no longer exists."""
+    role: str | None = await session.scalar(select(User.role).where(User.id == user_id))
+    return role
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)

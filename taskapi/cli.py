@@ -1,0 +1,196 @@
+"""The `taskapi` command: serve, migrate, seed and manage users."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+import click
+from alembic import command
+
+from taskapi.migrate import alembic_config
+from taskapi.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+
+DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
+DEMO_PASSWORD = "password"
+DEMO_TASKS = (
+    ("Read the contract", "CONTRACT.md, before touching a route", "completed"),
+    ("Try the API", "curl examples in README.md", "pending"),
+    ("Deploy", "hypercorn behind nginx", "pending"),
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+
+
+@click.group()
+def main() -> None:
+    """taskapi: an asynchronous Task API."""
+
+
+@main.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PORT", default=5000, type=int, show_default=True)
+@click.option("--workers", default=1, type=int, show_default=True, help="Development only.")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with hypercorn (uvloop)."""
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    _settings()  # refuse to start on a bad configuration before hypercorn forks
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.worker_class = "uvloop"
+    config.workers = workers
+    config.application_path = "asgi:app"
+    config.accesslog = "-"
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
+    os.chdir(PROJECT_ROOT)
+    sys.path.insert(0, str(PROJECT_ROOT))
+    sys.exit(run(config))
+
+
+@main.group()
+def db() -> None:
+    """Database migrations (Alembic)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+def upgrade(revision: str) -> None:
+    """Upgrade the schema to REVISION (default: head)."""
+    command.upgrade(alembic_config(_settings()), revision)
+
+
+@db.command()
+@click.argument("revision", default="-1")
+def downgrade(revision: str) -> None:
+    """Downgrade the schema to REVISION (default: one step back; `base` for empty)."""
+    command.downgrade(alembic_config(_settings()), revision)
+
+
+@db.command()
+def current() -> None:
+    """Show the schema's current revision."""
+    command.current(alembic_config(_settings()), verbose=True)
+
+
+@db.command()
+def history() -> None:
+    """List the revisions."""
+    command.history(alembic_config(_settings()), verbose=True)
+
+
+@db.command()
+@click.option("-m", "--message", required=True)
+@click.option("--autogenerate", is_flag=True, help="Diff the models against the database.")
+def revision(message: str, autogenerate: bool) -> None:
+    """Create a new revision file in migrations/versions."""
+    command.revision(alembic_config(_settings()), message=message, autogenerate=autogenerate)
+
+
+@main.command("init-db")
+@click.option("--demo", is_flag=True, help="Seed admin/password, user/password and 3 tasks.")
+def init_db(demo: bool) -> None:
+    """Upgrade the schema to head; with --demo, seed the demo users (never in production)."""
+    settings = _settings()
+    if demo and settings.is_production:
+        raise click.ClickException("--demo refuses to seed demo users in production")
+    command.upgrade(alembic_config(settings), "head")
+    if demo:
+        created = asyncio.run(_seed_demo(settings))
+        click.echo("demo data: " + (", ".join(created) if created else "already present"))
+
+
+@main.command("create-user")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@click.password_option(envvar="TASKAPI_NEW_USER_PASSWORD", help="Prompted when not given.")
+def create_user(username: str, email: str, admin: bool, password: str) -> None:
+    """Create a user (or an admin) directly in the database."""
+    from pydantic import ValidationError
+
+    from taskapi.auth.schemas import RegisterRequest
+
+    try:
+        RegisterRequest(username=username, email=email, password=password)
+    except ValidationError as error:
+        raise click.ClickException(str(error)) from None
+    user_id = asyncio.run(
+        _create_user(_settings(), username, email, password, "admin" if admin else "user")
+    )
+    click.echo(f"created {'admin' if admin else 'user'} {username!r} with id {user_id}")
+
+
+async def _with_session(settings: Settings, work: Any) -> Any:
+    from taskapi.db import Database
+    from taskapi.security import PasswordHasher
+
+    database, passwords = Database(settings), PasswordHasher(settings)
+    await database.connect()
+    try:
+        async with database.session() as session:
+            return await work(session, passwords)
+    finally:
+        passwords.close()
+        await database.dispose()
+
+
+async def _create_user(
+    settings: Settings, username: str, email: str, password: str, role: str
+) -> int:
+    from taskapi.auth.service import register_user
+    from taskapi.errors import APIError
+
+    async def work(session: Any, passwords: Any) -> int:
+        try:
+            user = await register_user(
+                session, passwords, username=username, email=email, password=password, role=role
+            )
+        except APIError as error:
+            raise click.ClickException(error.message) from None
+        return user.id
+
+    user_id: int = await _with_session(settings, work)
+    return user_id
+
+
+async def _seed_demo(settings: Settings) -> list[str]:
+    from sqlalchemy import select
+
+    from taskapi.auth.service import register_user
+    from taskapi.models import Task, User
+
+    async def work(session: Any, passwords: Any) -> list[str]:
+        created: list[str] = []
+        for username, email, role in DEMO_USERS:
+            if await session.scalar(select(User.id).where(User.username == username)) is None:
+                await register_user(
+                    session,
+                    passwords,
+                    username=username,
+                    email=email,
+                    password=DEMO_PASSWORD,
+                    role=role,
+                )
+                created.append(f"{role} {username!r}")
+        owner = await session.scalar(select(User.id).where(User.username == "user"))
+        if created and owner is not None:
+            session.add_all(
+                Task(title=title, description=text, status=status, owner_id=owner)
+                for title, text, status in DEMO_TASKS
+            )
+            await session.commit()
+            created.append(f"{len(DEMO_TASKS)} tasks")
+        return created
+
+    result: list[str] = await _with_session(settings, work)
+    return result

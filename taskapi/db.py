@@ -1,0 +1,151 @@
+"""The engine, the session of each request, the declarative Base and portable column types."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from quart import current_app, g
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import TypeDecorator
+
+from taskapi.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware timestamp that always comes back as UTC, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and dialect.name == "sqlite" and value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class utcnow(FunctionElement[dt.datetime]):
+    """The database's current time, written so that SQLite stores SQLAlchemy's own format."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(utcnow)
+def _utcnow_default(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(utcnow, "sqlite")
+def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    # microsecond-width text, comparable with the values SQLAlchemy binds (keyset cursors)
+    return "(strftime('%Y-%m-%d %H:%M:%f000', 'now'))"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """One engine per process: a pool for PostgreSQL, pragmas on every SQLite connection."""
+    if settings.is_sqlite:
+        ensure_sqlite_directory(settings.database_url)
+        engine = create_async_engine(settings.database_url, echo=settings.db_echo)
+        busy_ms = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    path = url.split(":///", 1)[-1].split("?", 1)[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Database:
+    """The engine and session factory of one app, opened before serving and closed after."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database is not connected (before_serving has not run)")
+        return self._engine
+
+    def session(self) -> AsyncSession:
+        if self._sessions is None:
+            raise RuntimeError("the database is not connected (before_serving has not run)")
+        return self._sessions()
+
+    async def connect(self) -> None:
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        self._engine = None
+        self._sessions = None
+
+
+def request_session() -> AsyncSession:
+    """The session of the current request, opened on first use and closed at teardown."""
+    session: AsyncSession | None = g.get("_db_session")
+    if session is None:
+        session = current_app.extensions["taskapi"].db.session()
+        g._db_session = session
+    return session
+
+
+async def close_request_session(_exc: BaseException | None = None) -> None:
+    session: AsyncSession | None = g.pop("_db_session", None)
+    if session is not None:
+        await session.close()

@@ -1,0 +1,59 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import BaseModel
+from quart import Blueprint, Response
+from quart_schema import document_response, tag
+from sqlalchemy import text
+
+from taskapi.responses import json_response
+from taskapi.state import app_state
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class Liveness(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@bp.get("/health")
+@tag(["health"])
+@document_response(Liveness, 200)
+async def health() -> Response:
+    """Liveness: the process answers. Touches nothing else."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/health/ready")
+@tag(["health"])
+@document_response(Readiness, 200)
+@document_response(Readiness, 503)
+async def ready() -> Response:
+    """Readiness: the database (and Redis, where configured) answer."""
+    checks = {"database": await _check_database(), "redis": "disabled"}
+    healthy = all(value in ("ok", "disabled") for value in checks.values())
+    return json_response(
+        {"status": "ok" if healthy else "error", "checks": checks}, 200 if healthy else 503
+    )
+
+
+async def _check_database() -> str:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with app_state().db.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as error:  # any failure means "not ready"; the reason goes to the log
+        log.warning("readiness: database check failed: %s", type(error).__name__)
+        return "error"
+    return "ok"

@@ -1,0 +1,66 @@
+"""The two tables: users and their tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from taskapi.db import Base, UTCDateTime, utcnow
+
+ROLES = ("user", "admin")
+STATUSES = ("pending", "completed")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    email: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), server_default="user")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(150))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), server_default="pending")
+    due_date: Mapped[dt.date | None] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime(), server_default=utcnow(), onupdate=utcnow()
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+    __table_args__ = (CheckConstraint("status IN ('pending', 'completed')", name="status"),)
+
+    def to_dict(self) -> dict[str, object]:
+        """The task as the API shows it."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "status": self.status,
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "owner_id": self.owner_id,
+        }
+
+
+# The list query's indexes: a user's tasks newest first, with and without the status filter.
+Index("ix_tasks_owner_created", Task.owner_id, Task.created_at.desc(), Task.id.desc())
+Index(
+    "ix_tasks_owner_status_created",
+    Task.owner_id,
+    Task.status,
+    Task.created_at.desc(),
+    Task.id.desc(),
+)

@@ -1,0 +1,39 @@
+"""JSON responses encoded once, with orjson, in the contract's envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from quart import Response
+
+JSON = "application/json"
+
+
+def dumps(payload: Any) -> bytes:
+    """Encode like the API does everywhere: compact, UTF-8, datetimes as ISO 8601."""
+    return orjson.dumps(payload)
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(dumps(payload), status=status, headers=dict(headers or {}), content_type=JSON)
+
+
+def success(
+    data: Any,
+    status: int = 200,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"status": "success", "data": data}
+    if meta is not None:
+        body["meta"] = meta
+    return json_response(body, status, headers)
+
+
+def no_content() -> Response:
+    return Response(b"", status=204)

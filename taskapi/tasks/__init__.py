@@ -1,0 +1,1 @@
+"""The task resource, under /api/tasks."""

@@ -1,0 +1,130 @@
+"""Routes of /api/tasks: parse, call the service, shape the envelope."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from quart import Blueprint, Response, request, url_for
+from quart_schema import document_querystring, document_response, tag
+
+from taskapi.auth.guard import current_viewer, login_required
+from taskapi.db import request_session
+from taskapi.errors import APIError
+from taskapi.responses import no_content, success
+from taskapi.tasks import service
+from taskapi.tasks.pagination import Cursor
+from taskapi.tasks.schemas import (
+    TaskCreate,
+    TaskEnvelope,
+    TaskListEnvelope,
+    TaskListQuery,
+    TaskPatch,
+    TaskReplace,
+)
+from taskapi.validation import json_body
+
+bp = Blueprint("tasks", __name__)
+
+TASK_ID = "/<int(max=2147483647):task_id>"
+STATUSES = ("pending", "completed")
+MAX_LIMIT = 100
+
+
+def _list_arguments() -> tuple[str | None, int, Cursor | None]:
+    args = request.args
+    status = args.get("status")
+    if status is not None and status not in STATUSES:
+        raise APIError(400, "Invalid status filter. Use 'pending' or 'completed'.")
+    raw_limit = args.get("limit")
+    limit = MAX_LIMIT
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+            raise APIError(400, "limit must be an integer from 1 to 100.", code="invalid_limit")
+        limit = int(raw_limit)
+    raw_cursor = args.get("cursor")
+    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
+    return status, limit, cursor
+
+
+@bp.get("/", strict_slashes=False)
+@tag(["tasks"])
+@login_required
+@document_querystring(TaskListQuery)
+@document_response(TaskListEnvelope, 200)
+async def list_tasks() -> Response:
+    """The caller's tasks (every task for an admin), newest first, one page at a time."""
+    status, limit, cursor = _list_arguments()
+    tasks, next_cursor = await service.list_tasks(
+        request_session(), current_viewer(), status=status, limit=limit, after=cursor
+    )
+    headers: dict[str, str] = {}
+    token = next_cursor.encode() if next_cursor else None
+    if token is not None:
+        query = {k: v for k, v in (("status", status), ("limit", str(limit))) if v is not None}
+        query["cursor"] = token
+        next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(query)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return success(
+        [task.to_dict() for task in tasks],
+        meta={"count": len(tasks), "next_cursor": token},
+        headers=headers,
+    )
+
+
+@bp.post("/", strict_slashes=False)
+@tag(["tasks"])
+@login_required
+@json_body(TaskCreate)
+@document_response(TaskEnvelope, 201)
+async def create_task(data: TaskCreate) -> Response:
+    """Create a task owned by the caller."""
+    task = await service.create_task(request_session(), current_viewer(), data.model_dump())
+    location = url_for("tasks.get_task", task_id=task.id, _external=True)
+    return success(task.to_dict(), 201, headers={"Location": location})
+
+
+@bp.get(TASK_ID)
+@tag(["tasks"])
+@login_required
+@document_response(TaskEnvelope, 200)
+async def get_task(task_id: int) -> Response:
+    """One task, if it is the caller's (or the caller is an admin)."""
+    task = await service.get_task_for(request_session(), current_viewer(), task_id)
+    return success(task.to_dict())
+
+
+@bp.put(TASK_ID)
+@tag(["tasks"])
+@login_required
+@json_body(TaskReplace)
+@document_response(TaskEnvelope, 200)
+async def replace_task(task_id: int, data: TaskReplace) -> Response:
+    """Replace a task: `title` and `status` required; absent optional fields become null."""
+    task = await service.update_task(
+        request_session(), current_viewer(), task_id, data.model_dump()
+    )
+    return success(task.to_dict())
+
+
+@bp.patch(TASK_ID)
+@tag(["tasks"])
+@login_required
+@json_body(TaskPatch)
+@document_response(TaskEnvelope, 200)
+async def patch_task(task_id: int, data: TaskPatch) -> Response:
+    """Change some fields of a task."""
+    changes = data.changes()
+    if not changes:
+        raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
+    task = await service.update_task(request_session(), current_viewer(), task_id, changes)
+    return success(task.to_dict())
+
+
+@bp.delete(TASK_ID)
+@tag(["tasks"])
+@login_required
+@document_response(None, 204)
+async def delete_task(task_id: int) -> Response:
+    """Delete a task."""
+    await service.delete_task(request_session(), current_viewer(), task_id)
+    return no_content()

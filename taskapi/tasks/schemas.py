@@ -1,0 +1,94 @@
+"""The task schema family: Create, Replace (PUT), Patch, and what the API returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from taskapi.validation import StorableText
+
+Title = Annotated[
+    StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)
+]
+Description = Annotated[StorableText, StringConstraints(max_length=10_000)]
+Status = Literal["pending", "completed"]
+
+_INPUT = ConfigDict(strict=True, extra="ignore")
+
+
+class TaskCreate(BaseModel):
+    """A new task. Read-only and unknown fields are ignored."""
+
+    model_config = _INPUT
+
+    title: Title = Field(examples=["Write the report"])
+    description: Description | None = Field(default=None, examples=["Quarterly numbers"])
+    status: Status = "pending"
+    due_date: dt.date | None = Field(default=None, examples=["2026-12-31"])
+
+
+class TaskReplace(BaseModel):
+    """A full replacement (PUT): `title` and `status` required, the rest reset when absent."""
+
+    model_config = _INPUT
+
+    title: Title
+    status: Status
+    description: Description | None = None
+    due_date: dt.date | None = None
+
+
+class TaskPatch(BaseModel):
+    """A partial update (PATCH): any of the writable fields; at least one must be given."""
+
+    model_config = _INPUT
+
+    title: Title | None = None
+    description: Description | None = None
+    status: Status | None = None
+    due_date: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_not_null(self) -> TaskPatch:
+        for name in ("title", "status"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskOut(BaseModel):
+    id: int
+    title: str
+    description: str | None
+    status: Status
+    due_date: dt.date | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    owner_id: int
+
+
+class TaskEnvelope(BaseModel):
+    status: Literal["success"] = "success"
+    data: TaskOut
+
+
+class PageMeta(BaseModel):
+    count: int
+    next_cursor: str | None
+
+
+class TaskListEnvelope(BaseModel):
+    status: Literal["success"] = "success"
+    data: list[TaskOut]
+    meta: PageMeta
+
+
+class TaskListQuery(BaseModel):
+    status: Status | None = Field(default=None, description="Only tasks with this status.")
+    limit: int = Field(default=100, ge=1, le=100, description="Page size, 1-100.")
+    cursor: str | None = Field(default=None, description="`meta.next_cursor` of the last page.")

@@ -1,0 +1,140 @@
+"""Real PostgreSQL (and later Redis) servers for the suite, started from the machine's binaries.
+
+Each server runs on a free loopback port in a throwaway directory and is stopped at the end of
+the session. Where a binary is missing the tests that need it skip with a loud reason, unless
+TASKAPI_REQUIRE_SERVICES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("TASKAPI_REQUIRE_SERVICES") == "1"
+START_DEADLINE_SECONDS = 60.0
+
+
+def unavailable(reason: str) -> None:
+    """Skip loudly, or fail when the services are required."""
+    message = f"SERVICE UNAVAILABLE: {reason}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (TASKAPI_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _run_as() -> dict[str, object]:
+    """PostgreSQL refuses to run as root: run it as `nobody` then."""
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam("nobody")
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+
+def poll(check: object, what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
+    """Call `check()` until it returns true, or fail after `deadline` seconds."""
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@dataclasses.dataclass
+class PostgresServer:
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes]
+    bindir: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        subprocess.run(
+            [str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port)]
+            + ["-U", "postgres", name],
+            check=True,
+            capture_output=True,
+        )
+        return self.url(name)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    postgres = find_binary("postgres")
+    if postgres is None or find_binary("initdb") is None:
+        unavailable("the `postgres` and `initdb` binaries are not installed")
+    bindir = Path(postgres).resolve().parent
+    directory = Path(tempfile.mkdtemp(prefix="taskapi-pg-"))
+    as_user = _run_as()
+    if as_user:
+        os.chown(directory, int(as_user["user"]), int(as_user["group"]))  # type: ignore[call-overload]
+    data = directory / "data"
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+        + ["-E", "UTF8", "--no-sync", "--no-instructions"],
+        check=True,
+        capture_output=True,
+        **as_user,  # type: ignore[arg-type]
+    )
+    port = free_port()
+    log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(directory)]
+        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"]
+        + ["-c", "synchronous_commit=off", "-c", "max_connections=200"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **as_user,  # type: ignore[arg-type]
+    )
+    server = PostgresServer(port=port, directory=directory, process=process, bindir=bindir)
+    try:
+        isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+
+        def accepting() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError((directory / "postgres.log").read_text()[-2000:])
+            return subprocess.run(isready, check=False).returncode == 0
+
+        poll(accepting, "PostgreSQL to accept connections")
+        yield server
+    finally:
+        server.stop()
+        log.close()
