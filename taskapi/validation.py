@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 from quart import request
@@ -33,7 +33,7 @@ def _storable(value: str) -> str:
     return value
 
 
-StorableText = Annotated[str, AfterValidator(_storable)]
+STORABLE = AfterValidator(_storable)
 
 
 def is_json_request() -> bool:

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from taskapi.validation import StorableText
+from taskapi.validation import STORABLE
 
-Username = Annotated[StorableText, Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
-Password = Annotated[StorableText, Field(min_length=8, max_length=1024)]
+Username = Annotated[str, Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+Password = Annotated[str, Field(min_length=8, max_length=1024), STORABLE]
 
 
 class RegisterRequest(BaseModel):
@@ -26,10 +26,10 @@ class RegisterRequest(BaseModel):
 class LoginRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    username: Annotated[StorableText, Field(min_length=1, max_length=80)] = Field(
+    username: Annotated[str, Field(min_length=1, max_length=80), STORABLE] = Field(
         examples=["alice"]
     )
-    password: Annotated[StorableText, Field(min_length=1, max_length=1024)] = Field(
+    password: Annotated[str, Field(min_length=1, max_length=1024), STORABLE] = Field(
         examples=["correct horse battery"]
     )
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from taskapi.validation import StorableText
+from taskapi.validation import STORABLE
 
 Title = Annotated[
-    StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=150)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150), STORABLE
 ]
-Description = Annotated[StorableText, StringConstraints(max_length=10_000)]
+Description = Annotated[str, StringConstraints(max_length=10_000), STORABLE]
 Status = Literal["pending", "completed"]
 
 _INPUT = ConfigDict(strict=True, extra="ignore")

@@ -1,0 +1,276 @@
+"""The seed's auth workshop (section 9) plus every way a token can be wrong."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import jwt
+import orjson
+import pytest
+from sqlalchemy import delete, select
+
+from taskapi.models import User
+from tests.conftest import state_of
+
+NEW_USER = {"username": "newuser", "email": "new@example.com", "password": "s3cure-password"}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _error(response, status: int) -> dict:
+    assert response.status_code == status, await response.get_data(as_text=True)
+    body = await response.get_json()
+    assert body["status"] == "error"
+    assert isinstance(body["error"]["message"], str)
+    assert isinstance(body["error"]["code"], str)
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    return body["error"]
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+async def test_register_success(app, client):
+    response = await client.post("/auth/register", json=NEW_USER)
+    assert response.status_code == 201
+    body = await response.get_json()
+    assert body["message"] == "User registered successfully"
+    async with state_of(app).db.session() as session:
+        user = await session.scalar(select(User).where(User.username == "newuser"))
+    assert user is not None and user.id == body["user_id"]
+    assert user.role == "user"
+    assert user.password_hash != NEW_USER["password"]
+
+
+async def test_register_ignores_role_in_body(app, client):
+    response = await client.post("/auth/register", json={**NEW_USER, "role": "admin"})
+    assert response.status_code == 201
+    async with state_of(app).db.session() as session:
+        role = await session.scalar(select(User.role).where(User.username == "newuser"))
+    assert role == "user"
+
+
+@pytest.mark.parametrize("missing", ["username", "email", "password"])
+async def test_register_missing_fields(client, missing):
+    body = {k: v for k, v in NEW_USER.items() if k != missing}
+    error = await _error(await client.post("/auth/register", json=body), 400)
+    assert error["message"] == "Missing username, email, or password"
+    assert missing in error["details"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("username", "ab"),
+        ("username", "has space"),
+        ("username", "x" * 81),
+        ("email", "not-an-email"),
+        ("email", "a" * 120 + "@example.com"),
+        ("password", "short"),
+        ("password", 12345678),
+    ],
+)
+async def test_register_invalid_fields(client, field, value):
+    error = await _error(await client.post("/auth/register", json={**NEW_USER, field: value}), 400)
+    assert field in error["details"]
+
+
+async def test_register_duplicate_username(client):
+    assert (await client.post("/auth/register", json=NEW_USER)).status_code == 201
+    again = {**NEW_USER, "email": "other@example.com"}
+    error = await _error(await client.post("/auth/register", json=again), 409)
+    assert error["code"] == "conflict"
+
+
+async def test_register_duplicate_email(client):
+    assert (await client.post("/auth/register", json=NEW_USER)).status_code == 201
+    again = {**NEW_USER, "username": "otheruser"}
+    await _error(await client.post("/auth/register", json=again), 409)
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+async def test_login_success(app, client, make_account):
+    account = await make_account()
+    response = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["access_token"] and body["refresh_token"]
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == state_of(app).settings.access_token_expires
+    me = await client.get("/auth/me", headers=_bearer(body["access_token"]))
+    assert me.status_code == 200
+
+
+async def test_login_wrong_password_and_unknown_user_look_the_same(client, make_account):
+    account = await make_account()
+    wrong = await _error(
+        await client.post("/auth/login", json={"username": account.username, "password": "nope"}),
+        401,
+    )
+    unknown = await _error(
+        await client.post("/auth/login", json={"username": "ghost", "password": "nope"}), 401
+    )
+    assert wrong == unknown
+    assert wrong["message"] == "Invalid username or password"
+
+
+@pytest.mark.parametrize("body", [{"username": "u"}, {"password": "p"}, {}])
+async def test_login_missing_fields(client, body):
+    error = await _error(await client.post("/auth/login", json=body), 400)
+    assert error["message"] == "Username and password required"
+
+
+async def test_access_token_carries_identity_and_role(app, client, make_account):
+    admin = await make_account("admin")
+    async with app.app_context():
+        claims = jwt.decode(
+            admin.access_token, state_of(app).settings.jwt_secret_key, algorithms=["HS256"]
+        )
+    assert claims["identity"] == admin.id
+    assert claims["role"] == "admin"
+    assert claims["type"] == "access"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+# --- refresh ----------------------------------------------------------------------------------
+
+
+async def test_refresh_token_success(client, make_account):
+    account = await make_account()
+    response = await client.post("/auth/refresh", headers=_bearer(account.refresh_token))
+    assert response.status_code == 200
+    token = (await response.get_json())["access_token"]
+    assert (await client.get("/api/tasks/", headers=_bearer(token))).status_code == 200
+
+
+async def test_refresh_with_access_token(client, make_account):
+    account = await make_account()
+    response = await client.post("/auth/refresh", headers=_bearer(account.access_token))
+    assert (await _error(response, 401))["code"] == "token_wrong_type"
+
+
+async def test_refresh_invalid_token(client):
+    await _error(await client.post("/auth/refresh", headers=_bearer("not.a.token")), 401)
+
+
+async def test_refresh_token_rejected_on_protected_route(client, make_account):
+    account = await make_account()
+    response = await client.get("/api/tasks/", headers=_bearer(account.refresh_token))
+    await _error(response, 401)
+
+
+# --- me ---------------------------------------------------------------------------------------
+
+
+async def test_me_returns_the_callers_profile(client, make_account):
+    account = await make_account("admin")
+    response = await client.get("/auth/me", headers=account.headers)
+    assert response.status_code == 200
+    data = (await response.get_json())["data"]
+    assert data["id"] == account.id
+    assert data["username"] == account.username
+    assert data["email"] == account.email
+    assert data["role"] == "admin"
+    assert dt.datetime.fromisoformat(data["created_at"]).tzinfo is not None
+    assert "password_hash" not in data
+
+
+# --- every way a token can be wrong -----------------------------------------------------------
+
+
+def _forge(app, **claims) -> str:
+    now = dt.datetime.now(dt.UTC)
+    payload = {"iat": now, "nbf": now, "jti": "x", "type": "access", "fresh": False}
+    payload["exp"] = now + dt.timedelta(hours=1)
+    payload.update(claims)
+    return jwt.encode(payload, state_of(app).settings.jwt_secret_key, algorithm="HS256")
+
+
+async def test_missing_token(client):
+    assert (await _error(await client.get("/auth/me"), 401))["code"] == "token_missing"
+
+
+@pytest.mark.parametrize("header", ["Token abc", "Bearer", "Bearer a b", "Basic dXNlcjpwYXNz"])
+async def test_malformed_authorization_header(client, header):
+    await _error(await client.get("/auth/me", headers={"Authorization": header}), 401)
+
+
+async def test_expired_token(app, client, make_account):
+    account = await make_account()
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    token = _forge(app, identity=account.id, iat=past, nbf=past, exp=past + dt.timedelta(hours=1))
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_expired"
+
+
+async def test_bad_signature(client, make_account):
+    account = await make_account()
+    header, payload, signature = account.access_token.split(".")
+    tampered = f"{header}.{payload}.{signature[::-1]}"
+    await _error(await client.get("/auth/me", headers=_bearer(tampered)), 401)
+
+
+async def test_token_signed_with_another_secret(client, make_account):
+    account = await make_account()
+    token = jwt.encode(
+        {"identity": account.id, "type": "access", "jti": "x", "exp": 2**40},
+        "some-other-secret-some-other-secret",
+        algorithm="HS256",
+    )
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+async def test_alg_none_token(client, make_account):
+    account = await make_account()
+
+    def b64(data: dict) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    token = (
+        b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + b64({"identity": account.id, "type": "access", "jti": "x", "exp": 2**40})
+        + "."
+    )
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+@pytest.mark.parametrize("identity", ["1", None, 1.5, True])
+async def test_token_with_a_non_integer_identity(app, client, identity):
+    token = _forge(app, identity=identity)
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+async def test_token_of_a_deleted_user(app, client, make_account):
+    account = await make_account()
+    async with state_of(app).db.session() as session:
+        await session.execute(delete(User).where(User.id == account.id))
+        await session.commit()
+    for path in ("/auth/me", "/api/tasks/"):
+        await _error(await client.get(path, headers=account.headers), 401)
+    await _error(await client.post("/auth/refresh", headers=_bearer(account.refresh_token)), 401)
+
+
+async def test_role_comes_from_the_database_not_the_token(app, client, make_account):
+    """A demoted admin loses admin rights at once, whatever the token's role claim says."""
+    admin, other = await make_account("admin"), await make_account("user")
+    async with state_of(app).db.session() as session:
+        task_owner = await session.get(User, other.id)
+        assert task_owner is not None
+    created = await client.post("/api/tasks/", headers=other.headers, json={"title": "mine"})
+    task_id = (await created.get_json())["data"]["id"]
+    async with state_of(app).db.session() as session:
+        user = await session.get(User, admin.id)
+        assert user is not None
+        user.role = "user"
+        await session.commit()
+    response = await client.get(f"/api/tasks/{task_id}", headers=admin.headers)
+    assert response.status_code == 403

@@ -1,0 +1,347 @@
+"""/api/tasks against CONTRACT.md: fields, validation, pagination, and every bad input's status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+
+async def _error(response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, await response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/json"
+    body = await response.get_json()
+    assert body["status"] == "error"
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]
+
+
+# --- the task's shape -------------------------------------------------------------------------
+
+
+async def test_created_task_has_every_contract_field(client_as):
+    api = await client_as()
+    response = await api.post(
+        "/api/tasks/",
+        json={"title": "  Trim me  ", "description": None, "due_date": "2026-12-31"},
+    )
+    assert response.status_code == 201
+    task = (await response.get_json())["data"]
+    assert set(task) == {
+        "id",
+        "title",
+        "description",
+        "status",
+        "due_date",
+        "created_at",
+        "updated_at",
+        "owner_id",
+    }
+    assert task["title"] == "Trim me"
+    assert task["due_date"] == "2026-12-31"
+    assert task["owner_id"] == api.account.id
+    created = dt.datetime.fromisoformat(task["created_at"])
+    assert created.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - created) < dt.timedelta(minutes=5)
+    assert response.headers["Location"].endswith(f"/api/tasks/{task['id']}")
+    assert response.headers["Location"].startswith("http")
+
+
+async def test_read_only_and_unknown_fields_are_ignored(client_as):
+    api = await client_as()
+    task = await api.create_task(
+        title="t", id=999999, owner_id=123456, created_at="2000-01-01T00:00:00Z", colour="blue"
+    )
+    assert task["id"] != 999999
+    assert task["owner_id"] == api.account.id
+    assert not task["created_at"].startswith("2000")
+    assert "colour" not in task
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Robert'); DROP TABLE tasks;--",
+        "1 OR 1=1; SELECT * FROM users",
+        "Ünïcödé ✓ 中文 🚀 עברית",
+        "<script>alert(1)</script>",
+        'line\nbreak\ttab \\ backslash "quote"',
+    ],
+)
+async def test_hostile_and_unicode_text_round_trips_verbatim(client_as, text):
+    api = await client_as()
+    task = await api.create_task(title=text[:150], description=text)
+    fetched = (await (await api.get(f"/api/tasks/{task['id']}")).get_json())["data"]
+    assert fetched["title"] == text[:150].strip()
+    assert fetched["description"] == text
+
+
+async def test_updated_at_moves_on_update(client_as):
+    api = await client_as()
+    task = await api.create_task()
+    response = await api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"})
+    patched = (await response.get_json())["data"]
+    assert patched["status"] == "completed"
+    assert patched["created_at"] == task["created_at"]
+    assert patched["updated_at"] >= task["updated_at"]
+
+
+# --- validation: 422 with details -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "title"),
+        ({"title": ""}, "title"),
+        ({"title": "   "}, "title"),
+        ({"title": "x" * 151}, "title"),
+        ({"title": 42}, "title"),
+        ({"title": None}, "title"),
+        ({"title": "ok", "status": "done"}, "status"),
+        ({"title": "ok", "status": 1}, "status"),
+        ({"title": "ok", "description": "x" * 10_001}, "description"),
+        ({"title": "ok", "description": 5}, "description"),
+        ({"title": "ok", "due_date": "tomorrow"}, "due_date"),
+        ({"title": "ok", "due_date": "2026-02-30"}, "due_date"),
+        ({"title": "ok", "due_date": 20261231}, "due_date"),
+        ({"title": "nul\u0000byte"}, "title"),
+        ({"title": "ok", "description": "nul\u0000byte"}, "description"),
+    ],
+)
+async def test_create_invalid_body_is_422_with_details(client_as, body, field):
+    api = await client_as()
+    error = await _error(await api.post("/api/tasks/", json=body), 422, "validation_failed")
+    assert field in error["details"]
+    assert all(isinstance(m, str) for m in error["details"][field])
+
+
+async def test_lone_surrogate_is_rejected_as_malformed_json(client_as):
+    """A lone surrogate escape cannot become valid Unicode text: 400, never a 500."""
+    api = await client_as()
+    raw = b'{"title": "bad \\ud800 text"}'
+    response = await api.post("/api/tasks/", data=raw, headers={"Content-Type": "application/json"})
+    await _error(response, 400, "malformed_json")
+
+
+async def test_put_requires_title_and_status(client_as):
+    api = await client_as()
+    task = await api.create_task()
+    error = await _error(
+        await api.put(f"/api/tasks/{task['id']}", json={"title": "only title"}), 422
+    )
+    assert "status" in error["details"]
+    error = await _error(await api.put(f"/api/tasks/{task['id']}", json={"status": "pending"}), 422)
+    assert "title" in error["details"]
+
+
+async def test_put_replaces_the_whole_task(client_as):
+    api = await client_as()
+    task = await api.create_task(title="old", description="old text", due_date="2026-01-01")
+    response = await api.put(
+        f"/api/tasks/{task['id']}", json={"title": "new", "status": "completed"}
+    )
+    assert response.status_code == 200
+    data = (await response.get_json())["data"]
+    assert (data["title"], data["status"]) == ("new", "completed")
+    assert data["description"] is None and data["due_date"] is None
+
+
+async def test_patch_changes_only_the_given_fields(client_as):
+    api = await client_as()
+    task = await api.create_task(title="keep", description="before")
+    response = await api.patch(f"/api/tasks/{task['id']}", json={"description": "after"})
+    data = (await response.get_json())["data"]
+    assert (data["title"], data["description"], data["status"]) == ("keep", "after", "pending")
+
+
+async def test_patch_can_clear_optional_fields(client_as):
+    api = await client_as()
+    task = await api.create_task(description="text", due_date="2026-01-01")
+    response = await api.patch(
+        f"/api/tasks/{task['id']}", json={"description": None, "due_date": None}
+    )
+    data = (await response.get_json())["data"]
+    assert data["description"] is None and data["due_date"] is None
+
+
+@pytest.mark.parametrize("body", [{}, {"colour": "blue"}, {"id": 5, "owner_id": 1}])
+async def test_patch_with_no_known_field_is_400(client_as, body):
+    api = await client_as()
+    task = await api.create_task()
+    await _error(await api.patch(f"/api/tasks/{task['id']}", json=body), 400)
+
+
+@pytest.mark.parametrize(
+    "body", [{"status": "archived"}, {"title": ""}, {"title": None}, {"status": None}]
+)
+async def test_patch_with_an_invalid_value_is_422(client_as, body):
+    api = await client_as()
+    task = await api.create_task()
+    await _error(await api.patch(f"/api/tasks/{task['id']}", json=body), 422)
+
+
+# --- malformed bodies: 400, 413, 415 ----------------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+async def test_empty_body_is_400(client_as, method):
+    api = await client_as()
+    task = await api.create_task()
+    path = "/api/tasks/" if method == "post" else f"/api/tasks/{task['id']}"
+    await _error(await getattr(api, method)(path, data=b"", headers=JSON), 400)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b'{"title": "x",}', b"not json", b"\xff\xfe", b'{"title": "x"} trailing']
+)
+async def test_malformed_json_is_400(client_as, raw):
+    api = await client_as()
+    await _error(await api.post("/api/tasks/", data=raw, headers=JSON), 400)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'["title"]', b'"title"', b"42", b"null", b"true"])
+async def test_json_that_is_not_an_object_is_400(client_as, raw):
+    api = await client_as()
+    await _error(await api.post("/api/tasks/", data=raw, headers=JSON), 400)
+
+
+async def test_deeply_nested_json_is_400_not_500(client_as):
+    api = await client_as()
+    raw = b'{"title": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await api.post("/api/tasks/", data=raw, headers=JSON)
+    assert response.status_code in (400, 422)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+async def test_non_json_content_type_is_415(client_as, content_type):
+    api = await client_as()
+    response = await api.post(
+        "/api/tasks/", data=b'{"title": "x"}', headers={"Content-Type": content_type}
+    )
+    await _error(response, 415, "unsupported_media_type")
+
+
+async def test_json_with_charset_is_accepted(client_as):
+    api = await client_as()
+    response = await api.post(
+        "/api/tasks/",
+        data='{"title": "ü"}'.encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 201
+
+
+async def test_body_over_the_limit_is_413(app, client_as):
+    api = await client_as()
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    raw = b'{"title": "x", "description": "' + b"a" * limit + b'"}'
+    await _error(await api.post("/api/tasks/", data=raw, headers=JSON), 413, "payload_too_large")
+
+
+# --- URLs and methods -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/tasks/"])
+async def test_collection_is_served_with_and_without_slash(client_as, path):
+    api = await client_as()
+    assert (await api.get(path)).status_code == 200
+    assert (await api.post(path, json={"title": "x"})).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/api/tasks/abc", "/api/tasks/-1", "/api/tasks/99999999999999999999"]
+)
+async def test_unknown_url_is_json_404(client_as, path):
+    api = await client_as()
+    await _error(await api.get(path), 404, "not_found")
+
+
+async def test_wrong_method_is_405_with_allow(client):
+    response = await client.post("/health")
+    await _error(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+# --- listing: order, filter, pagination -------------------------------------------------------
+
+
+async def test_list_is_newest_first_and_filters_by_status(client_as):
+    api = await client_as()
+    ids = [
+        (await api.create_task(title=f"t{i}", status="completed" if i % 2 else "pending"))["id"]
+        for i in range(5)
+    ]
+    data = (await (await api.get("/api/tasks/")).get_json())["data"]
+    assert [t["id"] for t in data] == ids[::-1]
+    pending = (await (await api.get("/api/tasks/?status=pending")).get_json())["data"]
+    assert [t["id"] for t in pending] == [ids[4], ids[2], ids[0]]
+
+
+@pytest.mark.parametrize("value", ["done", "PENDING", "", "pending,completed"])
+async def test_invalid_status_filter_is_400(client_as, value):
+    api = await client_as()
+    error = await _error(await api.get(f"/api/tasks/?status={value}"), 400)
+    assert error["message"] == "Invalid status filter. Use 'pending' or 'completed'."
+
+
+async def test_keyset_pagination_walks_every_task_once(client_as):
+    api = await client_as()
+    ids = [(await api.create_task(title=f"t{i}"))["id"] for i in range(7)]
+    seen, url, pages = [], "/api/tasks/?limit=3", 0
+    while url:
+        response = await api.get(url)
+        body = await response.get_json()
+        seen += [t["id"] for t in body["data"]]
+        assert body["meta"]["count"] == len(body["data"])
+        pages += 1
+        cursor = body["meta"]["next_cursor"]
+        if cursor:
+            link = response.headers["Link"]
+            assert link.endswith('>; rel="next"') and f"cursor={cursor}" in link
+            url = f"/api/tasks/?limit=3&cursor={cursor}"
+        else:
+            assert "Link" not in response.headers
+            url = None
+    assert seen == ids[::-1]
+    assert pages == 3
+
+
+async def test_pagination_keeps_the_status_filter(client_as):
+    api = await client_as()
+    for i in range(4):
+        await api.create_task(title=f"t{i}", status="completed")
+    await api.create_task(title="p", status="pending")
+    first = await api.get("/api/tasks/?status=completed&limit=2")
+    assert "status=completed" in first.headers["Link"]
+    cursor = (await first.get_json())["meta"]["next_cursor"]
+    second = await api.get(f"/api/tasks/?status=completed&limit=2&cursor={cursor}")
+    assert all(t["status"] == "completed" for t in (await second.get_json())["data"])
+
+
+async def test_default_page_is_bounded_at_100(client_as):
+    api = await client_as()
+    for i in range(101):
+        await api.post("/api/tasks/", json={"title": f"t{i}"})
+    body = await (await api.get("/api/tasks/")).get_json()
+    assert body["meta"]["count"] == 100
+    assert body["meta"]["next_cursor"] is not None
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "101", "-1", "abc", "1.5", "%D9%A1%D9%A2", "99999999999999999999"]
+)
+async def test_invalid_limit_is_400(client_as, value):
+    api = await client_as()
+    await _error(await api.get(f"/api/tasks/?limit={value}"), 400)
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "WyJ4Il0", "e30", "x" * 500, "WyIyMDI2IiwgLTFd"])
+async def test_invalid_cursor_is_400(client_as, cursor):
+    api = await client_as()
+    await _error(await api.get(f"/api/tasks/?cursor={cursor}"), 400, "invalid_cursor")
