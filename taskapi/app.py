@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Quart
+from quart import Quart, Response, request
 from quart_schema import Info, QuartSchema
 
 from taskapi import __version__
@@ -62,5 +62,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         await state.db.dispose()
         state.passwords.close()
 
+    app.after_request(_empty_options_is_204)
     app.teardown_appcontext(close_request_session)
     return app
+
+
+async def _empty_options_is_204(response: Response) -> Response:
+    """Quart answers OPTIONS with an empty 200 `text/html`; the contract's empty answer is 204."""
+    if request.method == "OPTIONS" and response.status_code == 200 and "Allow" in response.headers:
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+    return response

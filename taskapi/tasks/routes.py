@@ -123,7 +123,6 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @bp.delete(TASK_ID)
 @tag(["tasks"])
 @login_required
-@document_response(None, 204)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
     await service.delete_task(request_session(), current_viewer(), task_id)
