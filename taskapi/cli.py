@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from typing import Any
 
@@ -44,6 +45,7 @@ def serve(host: str, port: int, workers: int) -> None:
     from hypercorn.run import run
 
     _settings()  # refuse to start on a bad configuration before hypercorn forks
+    _check_port_free(host, port)
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.worker_class = "uvloop"
@@ -55,6 +57,18 @@ def serve(host: str, port: int, workers: int) -> None:
     os.chdir(PROJECT_ROOT)
     sys.path.insert(0, str(PROJECT_ROOT))
     sys.exit(run(config))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror} (try PORT=...)"
+            ) from None
 
 
 @main.group()
