@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from quart import Quart, Response, request
 from quart_schema import Info, QuartSchema
@@ -10,14 +13,26 @@ from quart_schema import Info, QuartSchema
 from taskapi import __version__
 from taskapi.auth.routes import bp as auth_bp
 from taskapi.auth.tokens import init_tokens
+from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
 from taskapi.errors import register_error_handlers
 from taskapi.health import bp as health_bp
+from taskapi.ratelimit import (
+    MemoryGcra,
+    RedisGcra,
+    SharedRateLimiter,
+    exempt,
+    parse_limits,
+    parse_networks,
+)
+from taskapi.redis_pool import RedisPool
+from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from taskapi.security import PasswordHasher
-from taskapi.settings import Settings, load_settings
+from taskapi.settings import Settings, SettingsError, load_settings
 from taskapi.state import AppState
 from taskapi.tasks.routes import bp as tasks_bp
 
+DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "scalar_ui", "static")
 DESCRIPTION = (
     "Task CRUD with JWT auth and roles. Every response is JSON in a "
     '`{"status": "success", "data": ...}` or `{"status": "error", "error": {...}}` envelope.'
@@ -35,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         PROPAGATE_EXCEPTIONS=False,
         JSON_SORT_KEYS=False,
     )
-    state = AppState(settings=settings, db=Database(settings), passwords=PasswordHasher(settings))
+    state = _build_state(settings)
     app.extensions["taskapi"] = state
 
     init_tokens(app, settings)
@@ -51,20 +66,84 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(tasks_bp, url_prefix="/api/tasks")
+    for endpoint in DOCS_ENDPOINTS:
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = exempt(
+                _plain_function(app, app.view_functions[endpoint])
+            )
+    _init_rate_limiter(app, state)
     register_error_handlers(app)
 
     @app.before_serving
     async def _open_pools() -> None:
+        if state.redis is not None:
+            await state.redis.open()
+        if state.cache is not None:
+            await state.cache.open()
         await state.db.connect()
 
     @app.after_serving
     async def _close_pools() -> None:
         await state.db.dispose()
+        if state.redis is not None:
+            await state.redis.close()
         state.passwords.close()
 
     app.after_request(_empty_options_is_204)
     app.teardown_appcontext(close_request_session)
     return app
+
+
+def _plain_function(app: Quart, view: Callable[..., Any]) -> Callable[..., Any]:
+    """A library's view (a bound method) as a function that can carry our decorators' marks."""
+    call = app.ensure_async(view)
+
+    @functools.wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return await call(*args, **kwargs)
+
+    return wrapper
+
+
+def _build_state(settings: Settings) -> AppState:
+    """The app's parts: in-process backends, or Redis-backed ones when REDIS_URL is set."""
+    pool = None
+    revocations: RevocationStore = MemoryRevocations()
+    if settings.redis_url:
+        pool = RedisPool(
+            settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms
+        )
+        revocations = RedisRevocations(pool)
+    state = AppState(
+        settings=settings,
+        db=Database(settings),
+        passwords=PasswordHasher(settings),
+        revocations=revocations,
+        redis=pool,
+    )
+    if settings.cache_enabled:
+        state.cache = ResponseCache(settings, pool)
+    return state
+
+
+def _init_rate_limiter(app: Quart, state: AppState) -> SharedRateLimiter:
+    settings = state.settings
+    try:
+        defaults = parse_limits(settings.ratelimit_default)
+        named = {"login": parse_limits(settings.ratelimit_login)}
+        trusted = parse_networks(settings.trusted_proxies)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
+    backend = RedisGcra(state.redis) if state.redis is not None else MemoryGcra()
+    return SharedRateLimiter(
+        app,
+        backend=backend,
+        defaults=defaults,
+        named=named,
+        enabled=settings.ratelimit_enabled,
+        fail_open=settings.ratelimit_fail_open,
+        trusted_proxies=trusted,
+    )
 
 
 async def _empty_options_is_204(response: Response) -> Response:

@@ -10,6 +10,7 @@ from quart import Blueprint, Response
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
+from taskapi.ratelimit import exempt
 from taskapi.responses import json_response
 from taskapi.state import app_state
 
@@ -28,6 +29,7 @@ class Readiness(BaseModel):
 
 
 @bp.get("/health")
+@exempt
 @tag(["health"])
 @document_response(Liveness, 200)
 async def health() -> Response:
@@ -36,12 +38,13 @@ async def health() -> Response:
 
 
 @bp.get("/health/ready")
+@exempt
 @tag(["health"])
 @document_response(Readiness, 200)
 @document_response(Readiness, 503)
 async def ready() -> Response:
     """Readiness: the database (and Redis, where configured) answer."""
-    checks = {"database": await _check_database(), "redis": "disabled"}
+    checks = {"database": await _check_database(), "redis": await _check_redis()}
     healthy = all(value in ("ok", "disabled") for value in checks.values())
     return json_response(
         {"status": "ok" if healthy else "error", "checks": checks}, 200 if healthy else 503
@@ -57,3 +60,14 @@ async def _check_database() -> str:
         log.warning("readiness: database check failed: %s", type(error).__name__)
         return "error"
     return "ok"
+
+
+async def _check_redis() -> str:
+    pool = app_state().redis
+    if pool is None:
+        return "disabled"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            return "ok" if await pool.ping() else "error"
+    except TimeoutError:
+        return "error"

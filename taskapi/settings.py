@@ -18,6 +18,7 @@ MIN_SECRET_LENGTH = 32
 # not listed here is TASKAPI_<FIELD NAME IN CAPITALS>.
 _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "database_url": ("TASKAPI_DATABASE_URL", "DATABASE_URL"),
+    "redis_url": ("TASKAPI_REDIS_URL", "REDIS_URL"),
 }
 
 
@@ -43,6 +44,19 @@ class Settings:
     argon2_memory_cost_kib: int = 19456
     argon2_parallelism: int = 1
     log_level: str = "INFO"
+    # Shared state (Redis). Empty redis_url: in-process backends (one process only).
+    redis_url: str = ""
+    redis_timeout_ms: int = 500
+    redis_retry_after_ms: int = 1000
+    revocation_fail_open: bool = False
+    ratelimit_enabled: bool = True
+    ratelimit_default: str = "200 per day;50 per hour"
+    ratelimit_login: str = "5 per minute"
+    ratelimit_fail_open: bool = True
+    trusted_proxies: str = ""
+    cache_enabled: bool = True
+    cache_list_ttl: int = 60
+    cache_detail_ttl: int = 300
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,6 +102,10 @@ def _finish(settings: Settings, explicit: set[str]) -> Settings:
         _refuse_unsafe_production(settings, explicit)
     if settings.max_content_length <= 0:
         raise SettingsError("TASKAPI_MAX_CONTENT_LENGTH must be a positive number of bytes")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
     return settings
 
 

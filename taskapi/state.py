@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from quart import current_app
 
 from taskapi.db import Database
+from taskapi.redis_pool import RedisPool
+from taskapi.revocation import RevocationStore
 from taskapi.security import PasswordHasher
 from taskapi.settings import Settings
+
+if TYPE_CHECKING:
+    from taskapi.cache import ResponseCache
 
 
 @dataclasses.dataclass(slots=True)
@@ -16,8 +22,15 @@ class AppState:
     settings: Settings
     db: Database
     passwords: PasswordHasher
+    revocations: RevocationStore
+    redis: RedisPool | None = None
+    cache: ResponseCache | None = None
 
 
 def app_state() -> AppState:
     state: AppState = current_app.extensions["taskapi"]
     return state
+
+
+def response_cache() -> ResponseCache | None:
+    return app_state().cache

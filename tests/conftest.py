@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ from taskapi.auth.tokens import issue_access_token, issue_refresh_token
 from taskapi.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from taskapi.state import AppState
-from tests.services import PostgresServer, running_postgres
+from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
 
 BACKENDS = ("sqlite", "postgres")
 PASSWORD = "correct-horse-battery"
@@ -31,6 +32,46 @@ _names = itertools.count(1)
 def postgres_server() -> Iterator[PostgresServer]:
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_settings(postgres_server: PostgresServer) -> Settings:
+    """PostgreSQL settings for tests of several app instances sharing one database and Redis."""
+    result = make_settings(postgres_server.create_database("taskapi_shared"))
+    migrate_to_head(result)
+    return result
+
+
+@pytest.fixture
+async def make_apps(shared_settings: Settings, redis_server: RedisServer) -> AsyncIterator[Any]:
+    """Factory: `await make_apps(2, ratelimit_enabled=True)` → app instances, as processes would
+    be, on one PostgreSQL and one Redis (emptied first). `backend="memory"` leaves Redis out."""
+    redis_server.flush()
+    async with contextlib.AsyncExitStack() as stack:
+        emptied = False
+
+        async def factory(count: int = 1, backend: str = "redis", **overrides: Any) -> list[Quart]:
+            nonlocal emptied
+            redis_url = redis_server.url if backend == "redis" else ""
+            apps = []
+            for _ in range(count):
+                application = create_app(shared_settings.replace(redis_url=redis_url, **overrides))
+                await stack.enter_async_context(application.test_app())
+                apps.append(application)
+            if not emptied:
+                await empty_tables(apps[0])
+                emptied = True
+            return apps
+
+        yield factory
+    if redis_server.process is None:  # a test stopped it: leave it running for the next
+        redis_server.start()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -66,9 +107,7 @@ def state_of(app: Quart) -> AppState:
     return result
 
 
-@pytest.fixture
-async def clean_db(app: Quart) -> None:
-    """Every test starts with empty tables."""
+async def empty_tables(app: Quart) -> None:
     state = state_of(app)
     async with state.db.engine.begin() as connection:
         if state.settings.is_sqlite:
@@ -76,6 +115,12 @@ async def clean_db(app: Quart) -> None:
             await connection.execute(text("DELETE FROM users"))
         else:
             await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def clean_db(app: Quart) -> None:
+    """Every test starts with empty tables."""
+    await empty_tables(app)
 
 
 @pytest.fixture
@@ -130,25 +175,30 @@ class ApiClient:
         return task
 
 
+async def create_account(app: Quart, role: str = "user", username: str | None = None) -> Account:
+    """A new account of a role, straight through the service, with its tokens."""
+    name = username or f"{role}{next(_names)}"
+    state = state_of(app)
+    async with state.db.session() as session:
+        user = await register_user(
+            session,
+            state.passwords,
+            username=name,
+            email=f"{name}@example.com",
+            password=PASSWORD,
+            role=role,
+        )
+    async with app.app_context():
+        access, refresh = issue_access_token(user.id, role), issue_refresh_token(user.id)
+    return Account(user.id, name, f"{name}@example.com", PASSWORD, role, access, refresh)
+
+
 @pytest.fixture
 def make_account(app: Quart, clean_db: None) -> Any:
-    """Factory: a new account of a role, straight through the service, with its tokens."""
+    """Factory: `await make_account("admin")` → a new account with its tokens."""
 
     async def factory(role: str = "user", username: str | None = None) -> Account:
-        name = username or f"{role}{next(_names)}"
-        state = state_of(app)
-        async with state.db.session() as session:
-            user = await register_user(
-                session,
-                state.passwords,
-                username=name,
-                email=f"{name}@example.com",
-                password=PASSWORD,
-                role=role,
-            )
-        async with app.app_context():
-            access, refresh = issue_access_token(user.id, role), issue_refresh_token(user.id)
-        return Account(user.id, name, f"{name}@example.com", PASSWORD, role, access, refresh)
+        return await create_account(app, role, username)
 
     return factory
 

@@ -138,3 +138,67 @@ def running_postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         log.close()
+
+
+@dataclasses.dataclass
+class RedisServer:
+    """A redis-server on a fixed free port; `stop()` and `start()` again simulate an outage."""
+
+    binary: str
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+            + ["--protected-mode", "no"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+        def answering() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError((self.directory / "redis.log").read_text()[-2000:])
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+
+        poll(answering, "redis-server to answer PING")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def flush(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            assert sock.recv(16).startswith(b"+OK")
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("the `redis-server` binary is not installed (apt-get install redis-server)")
+    directory = Path(tempfile.mkdtemp(prefix="taskapi-redis-"))
+    server = RedisServer(binary=str(binary), port=free_port(), directory=directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

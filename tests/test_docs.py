@@ -15,6 +15,7 @@ async def test_openapi_lists_every_api_route(app, client):
         "/auth/login",
         "/auth/refresh",
         "/auth/me",
+        "/auth/logout",
         "/api/tasks/",
         "/api/tasks/{task_id}",
     }

@@ -14,6 +14,8 @@ from taskapi.auth import service
 from taskapi.auth.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
 from taskapi.db import request_session
 from taskapi.errors import APIError
+from taskapi.redis_pool import RedisUnavailable
+from taskapi.state import app_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,11 +40,26 @@ def current_viewer() -> Viewer:
     return viewer
 
 
+async def _refuse_revoked(claims: TokenClaims) -> None:
+    state = app_state()
+    try:
+        revoked = await state.revocations.is_revoked(claims.jti)
+    except RedisUnavailable:
+        if state.settings.revocation_fail_open:
+            return
+        raise APIError(
+            503, "Cannot check the token right now. Try again shortly.", code="service_unavailable"
+        ) from None
+    if revoked:
+        raise APIError(401, "Token has been revoked.", code="token_revoked")
+
+
 def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     def decorator(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @wraps(view)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             claims = read_bearer_token(kind)
+            await _refuse_revoked(claims)
             role = await service.role_of(request_session(), claims.user_id)
             if role is None:
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
-from quart_schema import document_response, tag
+from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response, tag
 
 from taskapi.auth import service
 from taskapi.auth.guard import current_viewer, login_required, refresh_token_required
 from taskapi.auth.schemas import (
     AccessToken,
     LoginRequest,
+    LogoutRequest,
     ProfileEnvelope,
     RegisterRequest,
     RegisterResponse,
     TokenPair,
 )
-from taskapi.auth.tokens import issue_access_token, issue_refresh_token
+from taskapi.auth.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
 from taskapi.db import request_session
 from taskapi.errors import APIError
-from taskapi.responses import json_response, success
+from taskapi.ratelimit import default_limits, limited
+from taskapi.redis_pool import RedisUnavailable
+from taskapi.responses import json_response, no_content, success
 from taskapi.state import app_state
-from taskapi.validation import json_body
+from taskapi.validation import json_body, parse_body
 
 bp = Blueprint("auth", __name__)
 
 
 @bp.post("/register")
+@default_limits
 @tag(["auth"])
 @json_body(
     RegisterRequest, invalid_status=400, missing_message="Missing username, email, or password"
@@ -44,6 +48,7 @@ async def register(data: RegisterRequest) -> Response:
 
 
 @bp.post("/login")
+@limited("login")
 @tag(["auth"])
 @json_body(LoginRequest, invalid_status=400, missing_message="Username and password required")
 @document_response(TokenPair, 200)
@@ -66,6 +71,7 @@ async def login(data: LoginRequest) -> Response:
 
 
 @bp.post("/refresh")
+@default_limits
 @tag(["auth"])
 @refresh_token_required
 @document_response(AccessToken, 200)
@@ -82,6 +88,7 @@ async def refresh() -> Response:
 
 
 @bp.get("/me")
+@default_limits
 @tag(["auth"])
 @login_required
 @document_response(ProfileEnvelope, 200)
@@ -99,3 +106,42 @@ async def me() -> Response:
             "created_at": user.created_at.isoformat(),
         }
     )
+
+
+@bp.post("/logout")
+@default_limits
+@tag(["auth"])
+@login_required
+@document_request(LogoutRequest)
+async def logout() -> Response:
+    """Revoke the presented access token (and `refresh_token` from the body, if given)."""
+    viewer, state = current_viewer(), app_state()
+    refresh_claims = None
+    if (await request.get_data()).strip():
+        data = await parse_body(LogoutRequest, invalid_status=400)
+        if data.refresh_token is not None:
+            refresh_claims = _own_refresh_token(data.refresh_token, viewer.id)
+    try:
+        await state.revocations.revoke(viewer.claims.jti, viewer.claims.expires_at)
+        if refresh_claims is not None:
+            await state.revocations.revoke(refresh_claims.jti, refresh_claims.expires_at)
+    except RedisUnavailable:
+        raise APIError(503, "Cannot log out right now. Try again shortly.") from None
+    return no_content()
+
+
+def _own_refresh_token(token: str, user_id: int) -> TokenClaims | None:
+    """The claims of the caller's refresh token; None when it has already expired."""
+    try:
+        claims = verify_token(token)
+    except APIError as error:
+        if error.code == "token_expired":
+            return None
+        raise APIError(
+            400, "refresh_token is not a valid refresh token.", code="invalid_refresh_token"
+        ) from None
+    if claims.kind != "refresh" or claims.user_id != user_id:
+        raise APIError(
+            400, "refresh_token is not a refresh token of this user.", code="invalid_refresh_token"
+        )
+    return claims

@@ -34,6 +34,14 @@ class LoginRequest(BaseModel):
     )
 
 
+class LogoutRequest(BaseModel):
+    """Optional body of /auth/logout: a refresh token to revoke as well."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    refresh_token: Annotated[str, Field(max_length=4096)] | None = None
+
+
 class RegisterResponse(BaseModel):
     message: str = Field(examples=["User registered successfully"])
     user_id: int

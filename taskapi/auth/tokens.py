@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 
 import jwt
-from quart import Quart, request
+from quart import Quart, g, request
 from quart_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 
 from taskapi.errors import APIError
@@ -59,7 +59,36 @@ def issue_refresh_token(user_id: int) -> str:
 
 
 def read_bearer_token(kind: str) -> TokenClaims:
-    """Verify the request's `Authorization: Bearer` token of the given kind, or raise 401."""
+    """Verify the request's `Authorization: Bearer` token of the given kind, or raise 401.
+
+    The outcome is kept for the rest of the request, so the rate limiter's key and the auth
+    guard decode the token once between them.
+    """
+    outcome: TokenClaims | APIError | None = g.get("_bearer_outcome")
+    if outcome is None:
+        try:
+            outcome = _verify_bearer()
+        except APIError as error:
+            outcome = error
+        g._bearer_outcome = outcome
+    if isinstance(outcome, APIError):
+        raise outcome
+    if outcome.kind != kind:
+        raise APIError(401, f"Only {kind} tokens are allowed here.", code="token_wrong_type")
+    return outcome
+
+
+def peek_access_user_id() -> int | None:
+    """The user id of a valid access token on this request, or None; never raises."""
+    if "Authorization" not in request.headers:
+        return None
+    try:
+        return read_bearer_token(ACCESS).user_id
+    except APIError:
+        return None
+
+
+def _verify_bearer() -> TokenClaims:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -67,16 +96,18 @@ def read_bearer_token(kind: str) -> TokenClaims:
         raise APIError(401, "Missing Authorization header.", code="token_missing")
     if scheme.lower() != "bearer" or not token or " " in token:
         raise APIError(401, "Expected 'Authorization: Bearer <token>'.", code="token_invalid")
+    return verify_token(token)
+
+
+def verify_token(token: str) -> TokenClaims:
+    """Decode and verify one encoded token (signature, expiry, claims), or raise 401."""
     try:
         data = decode_token(token)
     except jwt.ExpiredSignatureError:
         raise APIError(401, "Token has expired.", code="token_expired") from None
     except Exception:  # every other decode failure is the same answer to the client
         raise APIError(401, "Invalid token.", code="token_invalid") from None
-    claims = _claims_from(data)
-    if claims.kind != kind:
-        raise APIError(401, f"Only {kind} tokens are allowed here.", code="token_wrong_type")
-    return claims
+    return _claims_from(data)
 
 
 def _claims_from(data: dict[str, object]) -> TokenClaims:

@@ -8,9 +8,12 @@ from quart import Blueprint, Response, request, url_for
 from quart_schema import document_querystring, document_response, tag
 
 from taskapi.auth.guard import current_viewer, login_required
+from taskapi.cache import cached
 from taskapi.db import request_session
 from taskapi.errors import APIError
+from taskapi.ratelimit import default_limits
 from taskapi.responses import no_content, success
+from taskapi.state import response_cache
 from taskapi.tasks import service
 from taskapi.tasks.pagination import Cursor
 from taskapi.tasks.schemas import (
@@ -47,8 +50,10 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
 
 
 @bp.get("/", strict_slashes=False)
+@default_limits
 @tag(["tasks"])
 @login_required
+@cached("list", response_cache)
 @document_querystring(TaskListQuery)
 @document_response(TaskListEnvelope, 200)
 async def list_tasks() -> Response:
@@ -72,20 +77,25 @@ async def list_tasks() -> Response:
 
 
 @bp.post("/", strict_slashes=False)
+@default_limits
 @tag(["tasks"])
 @login_required
 @json_body(TaskCreate)
 @document_response(TaskEnvelope, 201)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
-    task = await service.create_task(request_session(), current_viewer(), data.model_dump())
+    task = await service.create_task(
+        request_session(), current_viewer(), data.model_dump(), cache=response_cache()
+    )
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return success(task.to_dict(), 201, headers={"Location": location})
 
 
 @bp.get(TASK_ID)
+@default_limits
 @tag(["tasks"])
 @login_required
+@cached("detail", response_cache)
 @document_response(TaskEnvelope, 200)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
@@ -94,6 +104,7 @@ async def get_task(task_id: int) -> Response:
 
 
 @bp.put(TASK_ID)
+@default_limits
 @tag(["tasks"])
 @login_required
 @json_body(TaskReplace)
@@ -101,12 +112,13 @@ async def get_task(task_id: int) -> Response:
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
     task = await service.update_task(
-        request_session(), current_viewer(), task_id, data.model_dump()
+        request_session(), current_viewer(), task_id, data.model_dump(), cache=response_cache()
     )
     return success(task.to_dict())
 
 
 @bp.patch(TASK_ID)
+@default_limits
 @tag(["tasks"])
 @login_required
 @json_body(TaskPatch)
@@ -116,14 +128,17 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     changes = data.changes()
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
-    task = await service.update_task(request_session(), current_viewer(), task_id, changes)
+    task = await service.update_task(
+        request_session(), current_viewer(), task_id, changes, cache=response_cache()
+    )
     return success(task.to_dict())
 
 
 @bp.delete(TASK_ID)
+@default_limits
 @tag(["tasks"])
 @login_required
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
-    await service.delete_task(request_session(), current_viewer(), task_id)
+    await service.delete_task(request_session(), current_viewer(), task_id, cache=response_cache())
     return no_content()

@@ -8,7 +8,7 @@ statement scoped that way finds nothing, one more query tells 404 (no such task)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, delete, insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,17 @@ from taskapi.models import Task
 from taskapi.tasks.pagination import Cursor
 
 NEWEST_FIRST = (Task.created_at.desc(), Task.id.desc())
+
+
+class Invalidator(Protocol):
+    """What a write tells the response cache after it commits."""
+
+    async def invalidate(self, task_id: int, owner_id: int) -> None: ...
+
+
+async def _invalidate(cache: Invalidator | None, task_id: int, owner_id: int) -> None:
+    if cache is not None:
+        await cache.invalidate(task_id, owner_id)
 
 
 def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
@@ -61,15 +72,24 @@ async def get_task_for(session: AsyncSession, viewer: Viewer, task_id: int) -> T
     return task
 
 
-async def create_task(session: AsyncSession, viewer: Viewer, fields: dict[str, Any]) -> Task:
+async def create_task(
+    session: AsyncSession, viewer: Viewer, fields: dict[str, Any], *, cache: Invalidator | None
+) -> Task:
     task = await session.scalar(insert(Task).values(**fields, owner_id=viewer.id).returning(Task))
+    if task is None:
+        raise RuntimeError("INSERT ... RETURNING returned no row")
     await session.commit()
-    assert task is not None
+    await _invalidate(cache, task.id, task.owner_id)
     return task
 
 
 async def update_task(
-    session: AsyncSession, viewer: Viewer, task_id: int, changes: dict[str, Any]
+    session: AsyncSession,
+    viewer: Viewer,
+    task_id: int,
+    changes: dict[str, Any],
+    *,
+    cache: Invalidator | None,
 ) -> Task:
     """Apply `changes` (PUT passes every writable field, PATCH only those sent)."""
     statement = (
@@ -85,15 +105,19 @@ async def update_task(
         await session.rollback()
         raise error
     await session.commit()
+    await _invalidate(cache, task.id, task.owner_id)
     return task
 
 
-async def delete_task(session: AsyncSession, viewer: Viewer, task_id: int) -> None:
-    deleted = await session.scalar(
-        delete(Task).where(Task.id == task_id, _visible_to(viewer)).returning(Task.id)
+async def delete_task(
+    session: AsyncSession, viewer: Viewer, task_id: int, *, cache: Invalidator | None
+) -> None:
+    owner_id = await session.scalar(
+        delete(Task).where(Task.id == task_id, _visible_to(viewer)).returning(Task.owner_id)
     )
-    if deleted is None:
+    if owner_id is None:
         error = await _missing_or_forbidden(session, task_id)
         await session.rollback()
         raise error
     await session.commit()
+    await _invalidate(cache, task_id, owner_id)

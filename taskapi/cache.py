@@ -1,0 +1,170 @@
+"""Per-caller response caching of task reads (aiocache), invalidated by versioned keys.
+
+Keys carry the caller's scope (`u<id>` or `admin`), the request's origin and full query string,
+and a version read first: `v:t:<task>` for a task's detail, `v:o:<owner>` for an owner's lists,
+`v:all` for the admin's lists. Every write bumps the versions it could affect, so every process
+stops using the old entries at once; nothing is ever scanned or cleared (aiocache's `clear()` on
+Redis is FLUSHDB). A reader that raced a write stores under the old version, which no one reads
+again. When Redis fails, reads fall through to the database and writes log (once per incident).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import orjson
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from aiocache.serializers import BaseSerializer
+from quart import Response, request
+
+from taskapi.auth.guard import Viewer, current_viewer
+from taskapi.errors import APIError
+from taskapi.redis_pool import RedisPool, RedisUnavailable
+from taskapi.settings import Settings
+
+T = TypeVar("T")
+NAMESPACE = "taskapi:cache"
+SKIPPED_HEADERS = {"content-length", "x-cache"}
+
+
+class BytesSerializer(BaseSerializer):
+    """Values are stored as the bytes they are; nothing is ever unpickled from Redis."""
+
+    DEFAULT_ENCODING = None
+
+    def dumps(self, value: Any) -> Any:
+        return value
+
+    def loads(self, value: Any) -> Any:
+        return value
+
+
+def _scope(viewer: Viewer) -> str:
+    return "admin" if viewer.is_admin else f"u{viewer.id}"
+
+
+class ResponseCache:
+    """Cached GET responses of /api/tasks, shared through Redis or kept in this process."""
+
+    def __init__(self, settings: Settings, pool: RedisPool | None) -> None:
+        self.pool = pool
+        self.ttl = {"list": settings.cache_list_ttl, "detail": settings.cache_detail_ttl}
+        self._backend: BaseCache | None = None
+
+    async def open(self) -> None:
+        """Create the aiocache object in the serving loop (it cannot move between loops)."""
+        if self.pool is None:
+            self._backend = SimpleMemoryCache(
+                serializer=BytesSerializer(), namespace=NAMESPACE, timeout=None
+            )
+        else:
+            client = self.pool.client
+            self._backend = RedisCache(
+                serializer=BytesSerializer(),
+                namespace=NAMESPACE,
+                timeout=None,
+                # the app's one pool, not a second one of aiocache's own
+                connection_pool_class=lambda **_: client.connection_pool,
+            )
+
+    @property
+    def backend(self) -> BaseCache:
+        if self._backend is None:
+            raise RuntimeError("the cache is not open (before_serving has not run)")
+        return self._backend
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        if self.pool is None:
+            return await call()
+        return await self.pool.guarded("cache", call)
+
+    async def key_for(self, kind: str, viewer: Viewer, task_id: int | None) -> str | None:
+        """The entry key for this request, or None when the versions cannot be read."""
+        origin = f"{request.scheme}://{request.host}"
+        query = request.query_string.decode("latin-1")
+        if kind == "detail":
+            version_key = f"v:t:{task_id}"
+        else:
+            version_key = "v:all" if viewer.is_admin else f"v:o:{viewer.id}"
+        try:
+            (version,) = await self._call(lambda: self.backend.multi_get([version_key]))
+        except RedisUnavailable:
+            return None
+        number = int(version) if version is not None else 0
+        return f"{kind}:{task_id or ''}:{_scope(viewer)}:{number}:{origin}:{query}"
+
+    async def get(self, key: str) -> Response | None:
+        try:
+            raw: bytes | None = await self._call(lambda: self.backend.get(key))
+        except RedisUnavailable:
+            return None
+        if raw is None:
+            return None
+        head, _, body = raw.partition(b"\n")
+        status, headers = orjson.loads(head)
+        response = Response(body, status=status, headers=headers)
+        response.headers["X-Cache"] = "HIT"
+        return response
+
+    async def put(self, key: str, kind: str, response: Response) -> None:
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in SKIPPED_HEADERS}
+        body = await response.get_data()
+        raw = orjson.dumps([response.status_code, headers]) + b"\n" + body
+        try:
+            await self._call(lambda: self.backend.set(key, raw, ttl=self.ttl[kind]))
+        except RedisUnavailable:
+            return
+
+    async def invalidate(self, task_id: int, owner_id: int) -> None:
+        """After a committed write: every viewer's copy of the task and of the lists it is in."""
+        keys = [f"v:t:{task_id}", f"v:o:{owner_id}", "v:all"]
+        try:
+            if self.pool is None:
+                for key in keys:
+                    await self.backend.increment(key, 1)
+            else:
+                names = [self.backend.build_key(key) for key in keys]
+
+                async def bump() -> None:
+                    async with self.pool.client.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
+                        for name in names:
+                            pipe.incr(name)
+                        await pipe.execute()
+
+                await self._call(bump)
+        except RedisUnavailable:
+            return
+
+
+def cached(
+    kind: str, cache_of: Callable[[], ResponseCache | None]
+) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """Serve the view from the caller's cache entry when there is one (`X-Cache: HIT`)."""
+
+    def decorator(view: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Response:
+            cache = cache_of()
+            if cache is None:
+                return await view(*args, **kwargs)
+            key = await cache.key_for(kind, current_viewer(), kwargs.get("task_id"))
+            if key is not None:
+                hit = await cache.get(key)
+                if hit is not None:
+                    return hit
+            try:
+                response = await view(*args, **kwargs)
+            except APIError as error:  # errors are never cached
+                error.headers["X-Cache"] = "MISS"
+                raise
+            if key is not None and response.status_code == 200:
+                await cache.put(key, kind, response)
+            response.headers["X-Cache"] = "MISS"
+            return response
+
+        return wrapper
+
+    return decorator

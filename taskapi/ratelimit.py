@@ -1,0 +1,279 @@
+"""Rate limits on quart-rate-limiter, made atomic and shared.
+
+The library supplies the hooks, the limit type and the keys; two of its defects are replaced
+here (see DEPENDENCIES.md): its Redis store checks then sets in two round trips (not atomic,
+no TTL), and its default key trusts the client's X-Forwarded-For. Our check-and-update is one
+GCRA step over every limit of the request at once: a Lua script in Redis (one round trip,
+Redis's own clock, keys that expire) or the same arithmetic in process.
+
+Every view states its decision: `@default_limits`, `@limited("login")` (defaults plus the named
+limit) or `@exempt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
+
+from quart import Quart, Response, current_app, g, request
+from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, RateLimit, RateLimiter
+
+from taskapi.auth.tokens import peek_access_user_id
+from taskapi.errors import APIError
+from taskapi.redis_pool import RedisPool, RedisUnavailable
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DECISION_ATTRIBUTE = "_taskapi_rate_decision"
+NAMED_ATTRIBUTE = "_taskapi_rate_limits"
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*(\d+)?\s*(second|minute|hour|day)s?\s*$", re.I)
+
+
+def parse_limits(text: str) -> list[RateLimit]:
+    """'200 per day;50 per hour' → limits; also '5/minute' and '10 per 30 seconds'."""
+    limits = []
+    for part in filter(None, (p.strip() for p in re.split(r"[;,]", text))):
+        match = _LIMIT.match(part)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"not a rate limit: {part!r} (expected e.g. '50 per hour')")
+        count, multiple, unit = int(match.group(1)), int(match.group(2) or 1), match.group(3)
+        limits.append(RateLimit(count, timedelta(seconds=multiple * UNITS[unit.lower()])))
+    return limits
+
+
+# --- the explicit decision on every view -----------------------------------------------------
+
+
+def default_limits(view: F) -> F:
+    setattr(view, DECISION_ATTRIBUTE, "default")
+    return view
+
+
+def limited(*names: str) -> Callable[[F], F]:
+    def decorator(view: F) -> F:
+        setattr(view, DECISION_ATTRIBUTE, "named")
+        setattr(view, NAMED_ATTRIBUTE, names)
+        return view
+
+    return decorator
+
+
+def exempt(view: F) -> F:
+    setattr(view, DECISION_ATTRIBUTE, "exempt")
+    setattr(view, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, True)
+    return view
+
+
+# --- who is asking ----------------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    return tuple(
+        ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip()
+    )
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_ip(trusted: Sequence[Network]) -> str:
+    """The peer address, or, behind trusted proxies, the first untrusted hop of X-Forwarded-For
+    read from the right (the entries further left are the client's own words)."""
+    peer = request.remote_addr or "unknown"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("X-Forwarded-For")).split(",")]
+    hops = [h for h in hops if h]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+# --- the GCRA step ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: RateLimit  # the limit the headers describe
+    remaining: int
+    reset_seconds: int
+    retry_after: int = 0
+
+
+class GcraBackend(Protocol):
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[RateLimit]
+    ) -> tuple[bool, int, list[float]]:
+        """(allowed, index, values): when allowed, each limit's separation (ms) after the update;
+        when not, the rejecting limit's index and [retry_after_ms, separation_ms]."""
+
+
+class MemoryGcra:
+    """The GCRA step in this process (the embedded default); atomic because it never awaits."""
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+        self._hits = 0
+
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[RateLimit]
+    ) -> tuple[bool, int, list[float]]:
+        now = time.time() * 1000
+        tats = []
+        for index, (key, limit) in enumerate(zip(keys, limits, strict=True)):
+            interval, period = limit.inverse * 1000, limit.period.total_seconds() * 1000
+            tat = max(self._tats.get(key, now), now)
+            if tat - now > period - interval:
+                return False, index, [tat - (period - interval) - now, tat - now]
+            tats.append(tat)
+        separations = []
+        for key, limit, tat in zip(keys, limits, tats, strict=True):
+            new_tat = tat + limit.inverse * 1000
+            self._tats[key] = new_tat
+            separations.append(new_tat - now)
+        self._hits += 1
+        if self._hits % 10_000 == 0:
+            self._tats = {k: v for k, v in self._tats.items() if v > now}
+        return True, 0, separations
+
+
+GCRA_LUA = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tats = {}
+for i = 1, #KEYS do
+  local interval, period = tonumber(ARGV[2*i-1]), tonumber(ARGV[2*i])
+  local stored = redis.call('GET', KEYS[i])
+  local tat = now
+  if stored then tat = math.max(tonumber(stored), now) end
+  if tat - now > period - interval then
+    return {0, i - 1, tostring(tat - (period - interval) - now), tostring(tat - now)}
+  end
+  tats[i] = tat
+end
+local out = {1, 0}
+for i = 1, #KEYS do
+  local new_tat = tats[i] + tonumber(ARGV[2*i-1])
+  redis.call('SET', KEYS[i], tostring(new_tat), 'PX', math.ceil(new_tat - now))
+  out[#out + 1] = tostring(new_tat - now)
+end
+return out
+"""
+
+
+class RedisGcra:
+    """The GCRA step as one Lua script: every limit checked and updated in one round trip."""
+
+    def __init__(self, pool: RedisPool) -> None:
+        self.pool = pool
+        self._script: Any = None
+
+    async def hit(
+        self, keys: Sequence[str], limits: Sequence[RateLimit]
+    ) -> tuple[bool, int, list[float]]:
+        if self._script is None:
+            self._script = self.pool.client.register_script(GCRA_LUA)
+        args: list[float] = []
+        for limit in limits:
+            args += [limit.inverse * 1000, limit.period.total_seconds() * 1000]
+        redis_keys = [f"taskapi:rl:{key}" for key in keys]
+        result = await self.pool.guarded(
+            "rate limiter", lambda: self._script(keys=redis_keys, args=args)
+        )
+        return bool(int(result[0])), int(result[1]), [float(v) for v in result[2:]]
+
+
+# --- the limiter ------------------------------------------------------------------------------
+
+
+class SharedRateLimiter(RateLimiter):
+    """quart-rate-limiter with an atomic, shared GCRA step and per-app named limits."""
+
+    def __init__(
+        self,
+        app: Quart,
+        *,
+        backend: GcraBackend,
+        defaults: list[RateLimit],
+        named: dict[str, list[RateLimit]],
+        enabled: bool,
+        fail_open: bool,
+        trusted_proxies: Sequence[Network],
+    ) -> None:
+        self.backend = backend
+        self.named = named
+        self.fail_open = fail_open
+        self.trusted_proxies = tuple(trusted_proxies)
+        super().__init__(key_function=self._client_key, default_limits=defaults)
+        self.init_app(app, enabled=enabled)
+
+    async def _client_key(self) -> str:
+        user_id = peek_access_user_id()
+        return f"user:{user_id}" if user_id is not None else f"ip:{client_ip(self.trusted_proxies)}"
+
+    def _get_limits_for_view_function(
+        self, view_func: Callable[..., Any], blueprint: Any
+    ) -> list[RateLimit]:
+        if view_func is None or getattr(view_func, QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, False):
+            return []
+        limits = list(self._default_rate_limits)
+        for name in getattr(view_func, NAMED_ATTRIBUTE, ()):
+            limits += self.named[name]
+        return limits
+
+    async def _before_request(self) -> None:
+        if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
+            return
+        endpoint = request.endpoint
+        limits = self._get_limits_for_view_function(current_app.view_functions.get(endpoint), None)
+        if not limits:
+            return
+        keys = [await self._create_key(endpoint, limit) for limit in limits]
+        try:
+            allowed, index, values = await self.backend.hit(keys, limits)
+        except RedisUnavailable:
+            if self.fail_open:
+                return
+            raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
+        if not allowed:
+            retry_after = max(1, math.ceil(values[0] / 1000))
+            g._rate_decision = Decision(
+                False, limits[index], 0, math.ceil(values[1] / 1000), retry_after
+            )
+            raise APIError(
+                429,
+                "Too many requests. Try again later.",
+                code="rate_limited",
+                headers={"Retry-After": str(retry_after)},
+            )
+        shortest = min(range(len(limits)), key=lambda i: limits[i].period.total_seconds())
+        limit, separation = limits[shortest], values[shortest]
+        remaining = int((limit.period.total_seconds() * 1000 - separation) / (limit.inverse * 1000))
+        g._rate_decision = Decision(True, limit, max(0, remaining), math.ceil(separation / 1000))
+
+    async def _after_request(self, response: Response) -> Response:
+        decision: Decision | None = g.get("_rate_decision")
+        if decision is not None:
+            response.headers["RateLimit-Limit"] = str(decision.limit.count)
+            response.headers["RateLimit-Remaining"] = str(decision.remaining)
+            response.headers["RateLimit-Reset"] = str(decision.reset_seconds)
+        return response

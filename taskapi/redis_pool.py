@@ -1,0 +1,108 @@
+"""The app's one Redis client pool, and a breaker that turns Redis trouble into quick answers.
+
+When a Redis call fails or times out, the breaker opens: for `retry_after` the callers skip
+Redis at once (each component then follows its own policy: fall through, fail open, or fail
+closed), after which one call probes it again. An incident is logged once when it starts and
+once when Redis is back, never per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+class RedisUnavailable(Exception):
+    """Redis could not answer (now, or very recently): the caller applies its policy."""
+
+
+class Breaker:
+    """Counts Redis failures as incidents: log once, skip Redis briefly, probe, recover."""
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        self.retry_after = retry_after_seconds
+        self._open_until = 0.0
+        self._incident = False
+
+    @property
+    def in_incident(self) -> bool:
+        return self._incident
+
+    def check(self) -> None:
+        """Raise RedisUnavailable while the breaker is open."""
+        if self._incident and time.monotonic() < self._open_until:
+            raise RedisUnavailable("redis unavailable (breaker open)")
+
+    def failed(self, component: str, error: BaseException) -> RedisUnavailable:
+        if not self._incident:
+            self._incident = True
+            log.error(
+                "redis unavailable (first seen by %s): %s: %s; degrading until it answers again",
+                component,
+                type(error).__name__,
+                error,
+            )
+        self._open_until = time.monotonic() + self.retry_after
+        return RedisUnavailable(str(error))
+
+    def succeeded(self) -> None:
+        if self._incident:
+            self._incident = False
+            log.warning("redis available again; shared state restored")
+
+
+class RedisPool:
+    """One client (and connection pool) per app, opened before serving, closed after."""
+
+    def __init__(self, url: str, timeout_ms: int, retry_after_ms: int) -> None:
+        self.url = url
+        self.timeout = timeout_ms / 1000
+        self.breaker = Breaker(retry_after_ms / 1000)
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            raise RuntimeError("Redis is not connected (before_serving has not run)")
+        return self._client
+
+    async def open(self) -> None:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                health_check_interval=30,
+                decode_responses=False,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def guarded(self, component: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis call through the breaker; RedisUnavailable when it cannot answer."""
+        self.breaker.check()
+        try:
+            result = await call()
+        except REDIS_ERRORS as error:
+            raise self.breaker.failed(component, error) from error
+        self.breaker.succeeded()
+        return result
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except REDIS_ERRORS:
+            return False

@@ -1,0 +1,57 @@
+"""Revoked token ids (jti), kept until the token would have expired anyway.
+
+In Redis (shared by every process) when REDIS_URL is set, else in this process. A Redis failure
+raises RedisUnavailable; the auth guard then fails closed (503) unless
+TASKAPI_REVOCATION_FAIL_OPEN is set.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from taskapi.redis_pool import RedisPool
+
+PREFIX = b"taskapi:revoked:"
+
+
+class RevocationStore(Protocol):
+    async def revoke(self, jti: str, expires_at: int) -> None: ...
+
+    async def is_revoked(self, jti: str) -> bool: ...
+
+
+class MemoryRevocations:
+    """One process's revocations (the embedded default)."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, int] = {}
+
+    async def revoke(self, jti: str, expires_at: int) -> None:
+        now = int(time.time())
+        if expires_at > now:
+            self._until[jti] = expires_at
+        if len(self._until) > 10_000:  # forget the ones that expired on their own
+            self._until = {k: v for k, v in self._until.items() if v > now}
+
+    async def is_revoked(self, jti: str) -> bool:
+        until = self._until.get(jti)
+        return until is not None and until > time.time()
+
+
+class RedisRevocations:
+    """Revocations in Redis: one key per jti with a TTL of the token's remaining lifetime."""
+
+    def __init__(self, pool: RedisPool) -> None:
+        self.pool = pool
+
+    async def revoke(self, jti: str, expires_at: int) -> None:
+        ttl = expires_at - int(time.time())
+        if ttl > 0:
+            key = PREFIX + jti.encode()
+            await self.pool.guarded("revocation", lambda: self.pool.client.set(key, b"1", ex=ttl))
+
+    async def is_revoked(self, jti: str) -> bool:
+        key = PREFIX + jti.encode()
+        found = await self.pool.guarded("revocation", lambda: self.pool.client.exists(key))
+        return bool(found)

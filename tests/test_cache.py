@@ -1,0 +1,125 @@
+"""Response caching: per-caller keys, HIT/MISS, byte-identical hits, invalidation everywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import create_account
+
+BACKENDS = ["redis", "memory"]
+
+
+async def _create(client, account, **fields) -> dict:
+    response = await client.post(
+        "/api/tasks/", headers=account.headers, json={"title": "t", **fields}
+    )
+    assert response.status_code == 201
+    return (await response.get_json())["data"]
+
+
+def _headers_without_cache_flag(response) -> dict:
+    return {k: v for k, v in response.headers.items() if k.lower() != "x-cache"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", ["/api/tasks/{id}", "/api/tasks/?limit=1", "/api/tasks"])
+async def test_second_read_is_a_byte_identical_hit(make_apps, backend, path):
+    (app,) = await make_apps(1, backend=backend)
+    account = await create_account(app)
+    client = app.test_client()
+    task = await _create(client, account)
+    await _create(client, account)
+    url = path.format(id=task["id"])
+    miss = await client.get(url, headers=account.headers)
+    hit = await client.get(url, headers=account.headers)
+    assert (miss.status_code, hit.status_code) == (200, 200)
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert await hit.get_data() == await miss.get_data()
+    assert _headers_without_cache_flag(hit) == _headers_without_cache_flag(miss)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_no_user_is_served_another_users_cached_data(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    alice, bob = await create_account(app), await create_account(app)
+    client = app.test_client()
+    alices = await _create(client, alice, title="alice's secret")
+    first = await client.get("/api/tasks/", headers=alice.headers)
+    assert [t["title"] for t in (await first.get_json())["data"]] == ["alice's secret"]
+    second = await client.get("/api/tasks/", headers=bob.headers)
+    assert second.headers["X-Cache"] == "MISS"
+    assert (await second.get_json())["data"] == []
+    assert (
+        await client.get(f"/api/tasks/{alices['id']}", headers=alice.headers)
+    ).status_code == 200
+    assert (await client.get(f"/api/tasks/{alices['id']}", headers=bob.headers)).status_code == 403
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("write", ["put", "patch", "delete"])
+async def test_every_write_invalidates_detail_and_lists(make_apps, backend, write):
+    (app,) = await make_apps(1, backend=backend)
+    owner, admin = await create_account(app), await create_account(app, "admin")
+    client = app.test_client()
+    task = await _create(client, owner, title="before")
+    detail, listing = f"/api/tasks/{task['id']}", "/api/tasks/"
+    for account in (owner, admin):  # warm every viewer's entries
+        for url in (detail, listing):
+            await client.get(url, headers=account.headers)
+            assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+    if write == "put":
+        body = {"title": "after", "status": "completed"}
+        await client.put(detail, headers=owner.headers, json=body)
+    elif write == "patch":
+        await client.patch(detail, headers=owner.headers, json={"title": "after"})
+    else:
+        await client.delete(detail, headers=owner.headers)
+    for account in (owner, admin):
+        again = await client.get(detail, headers=account.headers)
+        listed = await client.get(listing, headers=account.headers)
+        assert again.headers["X-Cache"] == listed.headers["X-Cache"] == "MISS"
+        titles = [t["title"] for t in (await listed.get_json())["data"]]
+        if write == "delete":
+            assert again.status_code == 404 and titles == []
+        else:
+            assert (await again.get_json())["data"]["title"] == "after"
+            assert titles == ["after"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_create_invalidates_the_owners_and_the_admins_lists(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    owner, admin = await create_account(app), await create_account(app, "admin")
+    client = app.test_client()
+    for account in (owner, admin):
+        await client.get("/api/tasks/", headers=account.headers)
+    await _create(client, owner, title="new")
+    for account in (owner, admin):
+        listed = await client.get("/api/tasks/", headers=account.headers)
+        assert listed.headers["X-Cache"] == "MISS"
+        assert [t["title"] for t in (await listed.get_json())["data"]] == ["new"]
+
+
+async def test_a_write_on_one_instance_invalidates_the_others_cache(make_apps):
+    first, second = await make_apps(2)
+    account = await create_account(first)
+    one, two = first.test_client(), second.test_client()
+    task = await _create(one, account, title="v1")
+    url = f"/api/tasks/{task['id']}"
+    await one.get(url, headers=account.headers)
+    assert (await one.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+    assert (await two.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"  # shared
+    await two.patch(url, headers=account.headers, json={"title": "v2"})
+    after = await one.get(url, headers=account.headers)
+    assert after.headers["X-Cache"] == "MISS"
+    assert (await after.get_json())["data"]["title"] == "v2"
+
+
+async def test_errors_are_not_cached(make_apps):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    client = app.test_client()
+    for _ in range(2):
+        response = await client.get("/api/tasks/999999", headers=account.headers)
+        assert response.status_code == 404
+        assert response.headers["X-Cache"] == "MISS"

@@ -1,0 +1,132 @@
+"""Rate limits: atomic, shared by every app instance through Redis, keyed by user or real IP."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from taskapi.ratelimit import DECISION_ATTRIBUTE, parse_limits
+from tests.conftest import create_account
+
+LIMITED = {"ratelimit_enabled": True}
+
+
+async def test_two_instances_share_one_budget_exactly(make_apps):
+    first, second = await make_apps(2, ratelimit_default="3 per minute", **LIMITED)
+    account = await create_account(first)
+    clients = [first.test_client(), second.test_client()]
+    responses = await asyncio.gather(
+        *(clients[i % 2].get("/auth/me", headers=account.headers) for i in range(30))
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 3, statuses
+    assert statuses.count(429) == 27
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_429_is_the_envelope_with_retry_after(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend, ratelimit_default="2 per minute", **LIMITED)
+    account = await create_account(app)
+    client = app.test_client()
+    first = await client.get("/auth/me", headers=account.headers)
+    assert first.status_code == 200
+    assert first.headers["RateLimit-Limit"] == "2"
+    assert first.headers["RateLimit-Remaining"] == "1"
+    assert int(first.headers["RateLimit-Reset"]) > 0
+    assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
+    refused = await client.get("/auth/me", headers=account.headers)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    body = await refused.get_json()
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_login_allows_five_per_minute_per_client(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend, **LIMITED)
+    client = app.test_client()
+    attempt = {"username": "nobody", "password": "wrong-password"}
+    here = {"client": ("198.51.100.7", 40000)}
+    statuses = [
+        (await client.post("/auth/login", json=attempt, scope_base=here)).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    elsewhere = {"client": ("198.51.100.8", 40000)}
+    assert (await client.post("/auth/login", json=attempt, scope_base=elsewhere)).status_code == 401
+
+
+async def test_authenticated_requests_are_keyed_by_user_not_address(make_apps):
+    (app,) = await make_apps(1, ratelimit_default="2 per minute", **LIMITED)
+    alice, bob = await create_account(app), await create_account(app)
+    client = app.test_client()
+    for _ in range(2):
+        assert (await client.get("/auth/me", headers=alice.headers)).status_code == 200
+    assert (await client.get("/auth/me", headers=alice.headers)).status_code == 429
+    assert (await client.get("/auth/me", headers=bob.headers)).status_code == 200
+
+
+async def test_a_client_cannot_choose_its_key_with_x_forwarded_for(make_apps):
+    (app,) = await make_apps(1, **LIMITED)  # no trusted proxies configured
+    client = app.test_client()
+    attempt = {"username": "nobody", "password": "wrong-password"}
+    here = {"client": ("198.51.100.7", 40000)}
+    statuses = [
+        (
+            await client.post(
+                "/auth/login",
+                json=attempt,
+                scope_base=here,
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
+        ).status_code
+        for i in range(6)
+    ]
+    assert statuses[-1] == 429
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_client_is_the_key(make_apps):
+    (app,) = await make_apps(1, trusted_proxies="10.0.0.0/8", **LIMITED)
+    client = app.test_client()
+    attempt = {"username": "nobody", "password": "wrong-password"}
+    proxy = {"client": ("10.1.2.3", 40000)}
+
+    async def login_as(forwarded: str) -> int:
+        response = await client.post(
+            "/auth/login", json=attempt, scope_base=proxy, headers={"X-Forwarded-For": forwarded}
+        )
+        return response.status_code
+
+    # The client spoofs a left-most entry; the proxy appended the real address on the right.
+    assert [await login_as(f"1.2.3.{i}, 203.0.113.9") for i in range(6)][-1] == 429
+    assert await login_as("203.0.113.10") == 401
+
+
+async def test_health_and_docs_are_not_limited(make_apps):
+    (app,) = await make_apps(1, ratelimit_default="1 per minute", **LIMITED)
+    client = app.test_client()
+    for _ in range(3):
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_every_route_states_its_rate_limit_decision(app):
+    undecided = [
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if getattr(view, DECISION_ATTRIBUTE, None) not in {"default", "named", "exempt"}
+    ]
+    assert undecided == []
+
+
+def test_limit_strings_parse_like_the_seeds():
+    day, hour = parse_limits("200 per day;50 per hour")
+    assert (day.count, day.period.total_seconds()) == (200, 86400)
+    assert (hour.count, hour.period.total_seconds()) == (50, 3600)
+    (short,) = parse_limits("10 per 30 seconds")
+    assert (short.count, short.period.total_seconds()) == (10, 30)
+    with pytest.raises(ValueError, match="not a rate limit"):
+        parse_limits("lots per day")

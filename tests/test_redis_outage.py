@@ -1,0 +1,97 @@
+"""Redis stops mid-test and comes back: the API keeps serving by its documented policies and
+recovers by itself; each incident is logged once, not per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tests.conftest import create_account
+
+RECOVERY_DEADLINE_SECONDS = 15.0
+
+
+async def _until(check, what: str) -> None:
+    """Poll `check` (async) until it is true, or fail after the deadline."""
+    stop = time.monotonic() + RECOVERY_DEADLINE_SECONDS
+    while time.monotonic() < stop:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _incidents(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "taskapi.redis_pool"]
+
+
+async def test_outage_with_the_default_policies_then_recovery(make_apps, redis_server, caplog):
+    (app,) = await make_apps(1, ratelimit_enabled=True, ratelimit_default="1000 per minute")
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "kept"})
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+    await client.get(url, headers=account.headers)
+
+    caplog.set_level(logging.WARNING, logger="taskapi.redis_pool")
+    redis_server.stop()
+
+    assert (await client.get("/health")).status_code == 200
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 503
+    assert (await ready.get_json())["checks"] == {"database": "ok", "redis": "error"}
+    for _ in range(20):
+        # revocation cannot be checked: protected routes fail closed, as JSON, never 500
+        refused = await client.get(url, headers=account.headers)
+        assert refused.status_code == 503
+        assert (await refused.get_json())["error"]["code"] == "service_unavailable"
+    # the rate limiter fails open: a login (no token to check) still works
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    assert login.status_code == 200
+    assert len(_incidents(caplog)) == 1, _incidents(caplog)
+
+    redis_server.start()
+
+    async def serving() -> bool:
+        return (await client.get(url, headers=account.headers)).status_code == 200
+
+    await _until(serving, "the API to recover after Redis restarted")
+    again = await client.get(url, headers=account.headers)
+    assert again.headers["X-Cache"] == "HIT"  # the cache works again
+    assert (await client.get("/health/ready")).status_code == 200
+    messages = _incidents(caplog)
+    assert len(messages) == 2 and "available again" in messages[1], messages
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    assert (await client.get(url, headers=account.headers)).status_code == 401
+
+
+async def test_outage_with_revocation_failing_open_serves_from_the_database(
+    make_apps, redis_server
+):
+    (app,) = await make_apps(1, revocation_fail_open=True)
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "v1"})
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+
+    redis_server.stop()
+    read = await client.get(url, headers=account.headers)
+    assert read.status_code == 200
+    assert read.headers["X-Cache"] == "MISS"
+    patched = await client.patch(url, headers=account.headers, json={"title": "v2"})
+    assert patched.status_code == 200
+    assert (await (await client.get(url, headers=account.headers)).get_json())["data"][
+        "title"
+    ] == "v2"
+
+    redis_server.start()
+
+    async def cached_again() -> bool:
+        await client.get(url, headers=account.headers)
+        response = await client.get(url, headers=account.headers)
+        return response.headers.get("X-Cache") == "HIT"
+
+    await _until(cached_again, "the cache to work again after Redis restarted")

@@ -1,0 +1,123 @@
+"""Logout: revoked tokens are refused by every instance until they would have expired."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from taskapi.revocation import PREFIX
+from tests.conftest import create_account
+
+BACKENDS = ["redis", "memory"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_logout_revokes_the_access_token(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    account = await create_account(app)
+    client = app.test_client()
+    response = await client.post("/auth/logout", headers=account.headers)
+    assert response.status_code == 204
+    assert await response.get_data() == b""
+    for path in ("/auth/me", "/api/tasks/"):
+        refused = await client.get(path, headers=account.headers)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        assert (await refused.get_json())["error"]["code"] == "token_revoked"
+    # the refresh token was not given, so it still works
+    assert (
+        await client.post(
+            "/auth/refresh", headers={"Authorization": f"Bearer {account.refresh_token}"}
+        )
+    ).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_logout_with_the_refresh_token_revokes_it_too(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    account = await create_account(app)
+    client = app.test_client()
+    response = await client.post(
+        "/auth/logout", headers=account.headers, json={"refresh_token": account.refresh_token}
+    )
+    assert response.status_code == 204
+    refresh = await client.post(
+        "/auth/refresh", headers={"Authorization": f"Bearer {account.refresh_token}"}
+    )
+    assert refresh.status_code == 401
+
+
+async def test_a_revoked_refresh_token_can_log_out_itself(make_apps):
+    """Revoking a refresh token presented as the bearer token of /auth/refresh."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    client = app.test_client()
+    await client.post(
+        "/auth/logout", headers=account.headers, json={"refresh_token": account.refresh_token}
+    )
+    again = await client.post(
+        "/auth/refresh", headers={"Authorization": f"Bearer {account.refresh_token}"}
+    )
+    assert (await again.get_json())["error"]["code"] == "token_revoked"
+
+
+async def test_logout_on_one_instance_is_honoured_by_the_other(make_apps):
+    first, second = await make_apps(2)
+    account = await create_account(first)
+    assert (await second.test_client().get("/auth/me", headers=account.headers)).status_code == 200
+    await first.test_client().post("/auth/logout", headers=account.headers)
+    assert (await second.test_client().get("/auth/me", headers=account.headers)).status_code == 401
+
+
+async def test_revocation_lives_as_long_as_the_token(make_apps, redis_server):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    await app.test_client().post("/auth/logout", headers=account.headers)
+    state = app.extensions["taskapi"]
+    keys = await state.redis.client.keys(PREFIX + b"*")
+    assert len(keys) == 1
+    ttl = await state.redis.client.ttl(keys[0])
+    remaining = state.settings.access_token_expires
+    assert remaining - 5 <= ttl <= remaining
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"refresh_token": "garbage"}, {"refresh_token": 5}, [], {"refresh_token": "use-access"}],
+)
+async def test_logout_with_a_bad_refresh_token_is_400_and_revokes_nothing(make_apps, body):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    if body == {"refresh_token": "use-access"}:
+        body = {"refresh_token": account.access_token}
+    client = app.test_client()
+    response = await client.post("/auth/logout", headers=account.headers, json=body)
+    assert response.status_code == 400
+    assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
+
+
+async def test_another_users_refresh_token_cannot_be_revoked(make_apps):
+    (app,) = await make_apps(1)
+    alice, bob = await create_account(app), await create_account(app)
+    client = app.test_client()
+    response = await client.post(
+        "/auth/logout", headers=alice.headers, json={"refresh_token": bob.refresh_token}
+    )
+    assert response.status_code == 400
+    bearer = {"Authorization": f"Bearer {bob.refresh_token}"}
+    assert (await client.post("/auth/refresh", headers=bearer)).status_code == 200
+
+
+def test_memory_revocations_expire_with_the_token():
+    import asyncio
+
+    from taskapi.revocation import MemoryRevocations
+
+    async def scenario() -> tuple[bool, bool]:
+        store = MemoryRevocations()
+        await store.revoke("live", int(time.time()) + 60)
+        await store.revoke("dead", int(time.time()) - 1)
+        return await store.is_revoked("live"), await store.is_revoked("dead")
+
+    assert asyncio.run(scenario()) == (True, False)
