@@ -1,5 +1,11 @@
-"""arq's entry point: `arq worker.WorkerSettings` (the jobs arrive with the jobs issue)."""
+"""arq's entry point: `arq worker.WorkerSettings`."""
 
-from taskapi.worker_settings import WorkerSettings
+import sys
 
-__all__ = ["WorkerSettings"]
+from taskapi.settings import SettingsError, load_settings
+from taskapi.worker_settings import build_worker_settings
+
+try:
+    WorkerSettings = build_worker_settings(load_settings())
+except SettingsError as error:
+    sys.exit(f"taskapi worker: configuration error: {error}")

@@ -17,6 +17,9 @@ from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
 from taskapi.errors import register_error_handlers
 from taskapi.health import bp as health_bp
+from taskapi.jobs import JobResources
+from taskapi.mail import Mailer
+from taskapi.queue import ArqQueue, InProcessQueue
 from taskapi.ratelimit import (
     MemoryGcra,
     RedisGcra,
@@ -30,6 +33,7 @@ from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationSt
 from taskapi.security import PasswordHasher
 from taskapi.settings import Settings, SettingsError, load_settings
 from taskapi.state import AppState
+from taskapi.tasks.processing import bp as processing_bp
 from taskapi.tasks.routes import bp as tasks_bp
 
 DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "scalar_ui", "static")
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(tasks_bp, url_prefix="/api/tasks")
+    app.register_blueprint(processing_bp, url_prefix="/api/tasks")
     for endpoint in DOCS_ENDPOINTS:
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = exempt(
@@ -123,6 +128,11 @@ def _build_state(settings: Settings) -> AppState:
     )
     if settings.cache_enabled:
         state.cache = ResponseCache(settings, pool)
+    if pool is not None:
+        state.jobs = ArqQueue(pool)
+    else:
+        resources = JobResources(settings, state.db, state.cache, Mailer(settings))
+        state.jobs = InProcessQueue(settings, resources)
     return state
 
 

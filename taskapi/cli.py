@@ -71,6 +71,24 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+@main.command()
+def worker() -> None:
+    """Run the arq worker for the background jobs (the same as `arq worker.WorkerSettings`)."""
+    import logging.config
+
+    from arq import run_worker
+    from arq.logs import default_log_config
+
+    from taskapi.worker_settings import build_worker_settings
+
+    try:
+        worker_settings = build_worker_settings(_settings())
+    except SettingsError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+    logging.config.dictConfig(default_log_config(verbose=False))  # as the `arq` command does
+    run_worker(worker_settings)
+
+
 @main.group()
 def db() -> None:
     """Database migrations (Alembic)."""

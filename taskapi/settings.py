@@ -20,6 +20,7 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "database_url": ("TASKAPI_DATABASE_URL", "DATABASE_URL"),
     "redis_url": ("TASKAPI_REDIS_URL", "REDIS_URL"),
 }
+SMTP_SCHEMES = ("smtp://", "smtps://")
 
 
 class SettingsError(ValueError):
@@ -57,6 +58,16 @@ class Settings:
     cache_enabled: bool = True
     cache_list_ttl: int = 60
     cache_detail_ttl: int = 300
+    # Background jobs (arq with Redis; in process without it) and their mail.
+    smtp_url: str = ""
+    smtp_timeout_seconds: int = 10
+    mail_from: str = "taskapi <noreply@localhost>"
+    job_max_tries: int = 5
+    job_timeout_seconds: int = 60
+    job_keep_result_seconds: int = 3600
+    job_completion_wait_seconds: int = 30
+    job_retry_base_seconds: int = 2
+    worker_health_check_seconds: int = 60
 
     @property
     def is_sqlite(self) -> bool:
@@ -106,6 +117,8 @@ def _finish(settings: Settings, explicit: set[str]) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.smtp_url and not settings.smtp_url.startswith(SMTP_SCHEMES):
+        raise SettingsError("TASKAPI_SMTP_URL must start with smtp:// or smtps://")
     return settings
 
 

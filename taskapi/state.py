@@ -15,6 +15,7 @@ from taskapi.settings import Settings
 
 if TYPE_CHECKING:
     from taskapi.cache import ResponseCache
+    from taskapi.queue import JobQueue
 
 
 @dataclasses.dataclass(slots=True)
@@ -25,6 +26,7 @@ class AppState:
     revocations: RevocationStore
     redis: RedisPool | None = None
     cache: ResponseCache | None = None
+    jobs: JobQueue | None = None
 
 
 def app_state() -> AppState:

@@ -202,3 +202,19 @@ def running_redis() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def until(check: object, what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
+    """Await `check()` (sync or async) until it is true, or fail after `deadline` seconds."""
+    import asyncio
+    import inspect
+
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        outcome = check()  # type: ignore[operator]
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

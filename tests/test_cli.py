@@ -95,3 +95,9 @@ def test_a_configuration_error_is_one_clear_line(sqlite_url):
     assert result.stderr.strip().splitlines() == [
         "Error: configuration error: production needs DATABASE_URL to be set (e.g. postgresql://...)"
     ]
+
+
+def test_worker_needs_redis():
+    result = run("worker")
+    assert result.returncode != 0
+    assert "the worker needs REDIS_URL" in result.stderr

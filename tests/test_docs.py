@@ -18,6 +18,8 @@ async def test_openapi_lists_every_api_route(app, client):
         "/auth/logout",
         "/api/tasks/",
         "/api/tasks/{task_id}",
+        "/api/tasks/{task_id}/process",
+        "/api/tasks/process/status/{job_id}",
     }
     assert spec["paths"]["/api/tasks/{task_id}"]["get"]["security"] == [{"bearerAuth": []}]
 

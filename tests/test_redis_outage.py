@@ -3,23 +3,12 @@ recovers by itself; each incident is logged once, not per request."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 from tests.conftest import create_account
+from tests.services import until
 
 RECOVERY_DEADLINE_SECONDS = 15.0
-
-
-async def _until(check, what: str) -> None:
-    """Poll `check` (async) until it is true, or fail after the deadline."""
-    stop = time.monotonic() + RECOVERY_DEADLINE_SECONDS
-    while time.monotonic() < stop:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _incidents(caplog) -> list[str]:
@@ -58,7 +47,7 @@ async def test_outage_with_the_default_policies_then_recovery(make_apps, redis_s
     async def serving() -> bool:
         return (await client.get(url, headers=account.headers)).status_code == 200
 
-    await _until(serving, "the API to recover after Redis restarted")
+    await until(serving, "the API to recover after Redis restarted", RECOVERY_DEADLINE_SECONDS)
     again = await client.get(url, headers=account.headers)
     assert again.headers["X-Cache"] == "HIT"  # the cache works again
     assert (await client.get("/health/ready")).status_code == 200
@@ -94,4 +83,6 @@ async def test_outage_with_revocation_failing_open_serves_from_the_database(
         response = await client.get(url, headers=account.headers)
         return response.headers.get("X-Cache") == "HIT"
 
-    await _until(cached_again, "the cache to work again after Redis restarted")
+    await until(
+        cached_again, "the cache to work again after Redis restarted", RECOVERY_DEADLINE_SECONDS
+    )

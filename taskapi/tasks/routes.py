@@ -16,6 +16,7 @@ from taskapi.responses import no_content, success
 from taskapi.state import response_cache
 from taskapi.tasks import service
 from taskapi.tasks.pagination import Cursor
+from taskapi.tasks.processing import enqueue_quietly
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskEnvelope,
@@ -87,6 +88,7 @@ async def create_task(data: TaskCreate) -> Response:
     task = await service.create_task(
         request_session(), current_viewer(), data.model_dump(), cache=response_cache()
     )
+    await enqueue_quietly("send_task_created_email", task.id, current_viewer().id)
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return success(task.to_dict(), 201, headers={"Location": location})
 

@@ -1,0 +1,123 @@
+"""The background jobs (arq's word; "task" is the API resource): their code, run by the arq
+worker in production and on the app's own loop in the embedded default.
+
+Delivery is at least once (a worker killed mid-job runs it again), so every job is idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import orjson
+from arq import Retry
+from sqlalchemy import case, func, literal, select, update
+
+from taskapi.db import Database
+from taskapi.mail import SMTP_ERRORS, Mailer
+from taskapi.models import Task, User
+from taskapi.settings import Settings
+from taskapi.tasks.service import Invalidator
+
+log = logging.getLogger(__name__)
+PROCESSED_MARK = " [Processed]"
+_PROCESSED_DESCRIPTION = case(
+    (Task.description.endswith(PROCESSED_MARK, autoescape=True), Task.description),
+    else_=func.coalesce(Task.description, literal("")) + literal(PROCESSED_MARK),
+)
+
+
+@dataclasses.dataclass(slots=True)
+class JobResources:
+    """What a job may use: the same database code and cache invalidation as the app."""
+
+    settings: Settings
+    db: Database
+    cache: Invalidator | None
+    mailer: Mailer
+
+
+def _resources(ctx: dict[str, Any]) -> JobResources:
+    resources: JobResources = ctx["taskapi"]
+    return resources
+
+
+async def send_task_created_email(
+    ctx: dict[str, Any], task_id: int, requested_by: int
+) -> dict[str, Any]:
+    """Tell the task's owner it was created; retried with backoff while SMTP fails."""
+    res = _resources(ctx)
+    async with res.db.session() as session:
+        row = (
+            await session.execute(
+                select(Task.id, Task.title, User.email)
+                .join(User, User.id == Task.owner_id)
+                .where(Task.id == task_id)
+            )
+        ).first()
+    if row is None:
+        log.warning("task %s was deleted before its confirmation e-mail went out", task_id)
+        return {"status": "skipped", "reason": "Task not found"}
+    subject = f"Task Created: {row.title}"
+    body = f"Your task '{row.title}' (ID: {row.id}) was created successfully."
+    try:
+        await res.mailer.send(row.email, subject, body)
+    except SMTP_ERRORS as error:
+        attempt = int(ctx.get("job_try", 1))
+        if attempt >= res.settings.job_max_tries:
+            log.error(
+                "giving up on the e-mail for task %s after %s tries: %s: %s",
+                task_id,
+                attempt,
+                type(error).__name__,
+                error,
+            )
+            raise
+        delay = res.settings.job_retry_base_seconds * 2 ** (attempt - 1)
+        log.warning(
+            "e-mail for task %s failed (try %s), again in %ss: %s", task_id, attempt, delay, error
+        )
+        raise Retry(defer=delay) from error
+    return {"status": "sent", "recipient": row.email}
+
+
+async def process_task(ctx: dict[str, Any], task_id: int, requested_by: int) -> dict[str, Any]:
+    """The tutorial's process_task_data: mark the description processed and complete the task,
+    in one statement, never appending the mark twice."""
+    res = _resources(ctx)
+    async with res.db.session() as session:
+        row = (
+            await session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(description=_PROCESSED_DESCRIPTION, status="completed")
+                .returning(Task.description, Task.owner_id)
+            )
+        ).first()
+        await session.commit()
+    if row is None:
+        log.warning("task %s was deleted before it could be processed", task_id)
+        return {"status": "failed", "reason": "Task not found"}
+    if res.cache is not None:
+        await res.cache.invalidate(task_id, row.owner_id)
+    log.info("processed task %s", task_id)
+    return {"status": "success", "task_id": task_id, "new_description": row.description}
+
+
+JOB_FUNCTIONS = (send_task_created_email, process_task)
+JOBS_BY_NAME = {job.__name__: job for job in JOB_FUNCTIONS}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseException):  # a failed job's result: its kind, never its text
+        return {"error": type(value).__name__}
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def serialize_job(value: Any) -> bytes:
+    """arq's job and result encoding: JSON, so nothing is ever unpickled from Redis."""
+    return orjson.dumps(value, default=_json_default)
+
+
+deserialize_job = orjson.loads

@@ -1,0 +1,148 @@
+"""Where jobs go: arq in Redis when REDIS_URL is set, else this process's own loop.
+
+`enqueue` returns a job id; `view` answers the status endpoint with one of queued, in_progress,
+complete, failed, not_found, the job's result, and who asked for it. The outbox seam: a job is
+enqueued after its transaction commits, so a crash in between loses it (see README); a
+transactional outbox would write the job in the same transaction and have a relay enqueue it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from typing import Any, Protocol
+
+from arq import Retry
+from arq.connections import ArqRedis
+from arq.jobs import Job, JobStatus
+from quart import current_app
+
+from taskapi.jobs import JOBS_BY_NAME, JobResources, deserialize_job, serialize_job
+from taskapi.redis_pool import RedisPool
+from taskapi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobView:
+    job_id: str
+    status: str
+    result: Any = None
+    requested_by: int | None = None
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str: ...
+
+    async def view(self, job_id: str) -> JobView: ...
+
+
+class ArqQueue:
+    """Jobs in Redis for `arq worker.WorkerSettings`, on the app's one Redis pool."""
+
+    def __init__(self, pool: RedisPool) -> None:
+        self.pool = pool
+        self._arq: ArqRedis | None = None
+
+    def _redis(self) -> ArqRedis:
+        if self._arq is None:
+            self._arq = ArqRedis(
+                pool_or_conn=self.pool.client.connection_pool,
+                job_serializer=serialize_job,
+                job_deserializer=deserialize_job,
+            )
+        return self._arq
+
+    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str:
+        redis = self._redis()
+        job = await self.pool.guarded(
+            "job queue", lambda: redis.enqueue_job(function, task_id, requested_by=requested_by)
+        )
+        if job is None:  # only with a duplicate _job_id, which we never pass
+            raise RuntimeError("arq refused the job")
+        return job.job_id
+
+    async def view(self, job_id: str) -> JobView:
+        job = Job(job_id, self._redis(), _deserializer=deserialize_job)
+
+        async def read() -> tuple[JobStatus, Any]:
+            status = await job.status()
+            info = await job.info() if status != JobStatus.not_found else None
+            return status, info
+
+        status, info = await self.pool.guarded("job queue", read)
+        if status == JobStatus.not_found or info is None:
+            return JobView(job_id, "not_found")
+        requested_by = info.kwargs.get("requested_by") if isinstance(info.kwargs, dict) else None
+        if status == JobStatus.complete:
+            success = bool(getattr(info, "success", False))
+            result = getattr(info, "result", None) if success else None
+            return JobView(job_id, "complete" if success else "failed", result, requested_by)
+        name = "in_progress" if status == JobStatus.in_progress else "queued"
+        return JobView(job_id, name, None, requested_by)
+
+
+@dataclasses.dataclass(slots=True)
+class _Record:
+    function: str
+    requested_by: int
+    status: str = "queued"
+    result: Any = None
+    finished_at: float | None = None
+
+
+class InProcessQueue:
+    """The embedded default: the same job functions, run on the app's loop after the response,
+    retried as arq would, their status kept in memory for `keep_result` seconds."""
+
+    def __init__(self, settings: Settings, resources: JobResources) -> None:
+        self.settings = settings
+        self.resources = resources
+        self._records: dict[str, _Record] = {}
+
+    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str:
+        job_id = uuid.uuid4().hex
+        self._forget_old()
+        self._records[job_id] = _Record(function, requested_by)
+        current_app.add_background_task(self._run, job_id, task_id)
+        return job_id
+
+    async def view(self, job_id: str) -> JobView:
+        record = self._records.get(job_id)
+        if record is None:
+            return JobView(job_id, "not_found")
+        return JobView(job_id, record.status, record.result, record.requested_by)
+
+    async def _run(self, job_id: str, task_id: int) -> None:
+        record = self._records[job_id]
+        record.status = "in_progress"
+        job = JOBS_BY_NAME[record.function]
+        for attempt in range(1, self.settings.job_max_tries + 1):
+            ctx = {"taskapi": self.resources, "job_id": job_id, "job_try": attempt}
+            try:
+                result = await asyncio.wait_for(
+                    job(ctx, task_id, record.requested_by), self.settings.job_timeout_seconds
+                )
+            except Retry as retry:
+                await asyncio.sleep((retry.defer_score or 0) / 1000)
+                continue
+            except Exception:
+                log.exception("job %s (%s) failed", job_id, record.function)
+                break
+            record.status, record.result = "complete", result
+            break
+        else:
+            log.error("job %s (%s) gave up after %s tries", job_id, record.function, attempt)
+        if record.status != "complete":
+            record.status = "failed"
+        record.finished_at = time.monotonic()
+
+    def _forget_old(self) -> None:
+        horizon = time.monotonic() - self.settings.job_keep_result_seconds
+        old = [k for k, r in self._records.items() if r.finished_at and r.finished_at < horizon]
+        for key in old:
+            del self._records[key]

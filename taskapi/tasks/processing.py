@@ -1,0 +1,103 @@
+"""Routes of the background processing of a task: queue it (202), then poll its status."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from quart import Blueprint, Response, url_for
+from quart_schema import document_response, tag
+
+from taskapi.auth.guard import current_viewer, login_required
+from taskapi.db import request_session
+from taskapi.errors import APIError
+from taskapi.ratelimit import default_limits
+from taskapi.redis_pool import RedisUnavailable
+from taskapi.responses import json_response
+from taskapi.state import app_state
+from taskapi.tasks import service
+
+bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ProcessAccepted(BaseModel):
+    message: str
+    job_id: str
+    status_url: str
+
+
+class JobStatusOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "in_progress", "complete", "failed", "not_found"]
+    result: Any = None
+
+
+async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str | None:
+    """Queue a job after a commit; a queue failure is logged with the task id, never raised."""
+    queue = app_state().jobs
+    if queue is None:
+        return None
+    try:
+        return await queue.enqueue(function, task_id, requested_by=requested_by)
+    except Exception as error:  # the request has succeeded; the job is what is lost
+        log.error(
+            "could not enqueue %s for task %s: %s: %s",
+            function,
+            task_id,
+            type(error).__name__,
+            error,
+        )
+        return None
+
+
+@bp.post("/<int(max=2147483647):task_id>/process")
+@default_limits
+@tag(["jobs"])
+@login_required
+@document_response(ProcessAccepted, 202)
+async def process_task(task_id: int) -> Response:
+    """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
+    viewer = current_viewer()
+    await service.get_task_for(request_session(), viewer, task_id)  # 404 / 403 first
+    queue = app_state().jobs
+    if queue is None:
+        raise APIError(503, "Background jobs are unavailable.")
+    try:
+        job_id = await queue.enqueue("process_task", task_id, requested_by=viewer.id)
+    except RedisUnavailable:
+        raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
+    return json_response(
+        {
+            "message": "Task processing has been queued.",
+            "job_id": job_id,
+            "status_url": url_for("jobs.job_status", job_id=job_id, _external=True),
+        },
+        202,
+    )
+
+
+@bp.get("/process/status/<job_id>")
+@default_limits
+@tag(["jobs"])
+@login_required
+@document_response(JobStatusOut, 200)
+async def job_status(job_id: str) -> Response:
+    """The job's status and result (`not_found` once it is unknown or expired); another
+    user's job is 404: only the user who queued it (or an admin) may see it."""
+    viewer = current_viewer()
+    if not JOB_ID.match(job_id):
+        return json_response({"job_id": job_id, "status": "not_found", "result": None})
+    queue = app_state().jobs
+    if queue is None:
+        raise APIError(503, "Background jobs are unavailable.")
+    try:
+        view = await queue.view(job_id)
+    except RedisUnavailable:
+        raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
+    if view.status != "not_found" and not viewer.is_admin and view.requested_by != viewer.id:
+        raise APIError(404, f"Job {job_id} not found.")
+    return json_response({"job_id": job_id, "status": view.status, "result": view.result})

@@ -1,0 +1,220 @@
+"""Background jobs: the e-mail on create and task processing, with a real Redis, a real arq
+worker and a local SMTP sink; and the same flows in process (the embedded default)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from arq.worker import create_worker
+
+from taskapi.jobs import JobResources, process_task
+from taskapi.mail import Mailer
+from taskapi.worker_settings import build_worker_settings
+from tests.conftest import create_account
+from tests.services import until
+from tests.smtp import smtp_sink
+
+FAST = {"job_retry_base_seconds": 1}
+
+
+async def run_worker_until_idle(settings) -> None:
+    """A real arq worker, in this process, in burst mode: it stops when the queue is empty."""
+    worker = create_worker(
+        build_worker_settings(settings), burst=True, handle_signals=False, poll_delay=0.05
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+def settings_of(app):
+    return app.extensions["taskapi"].settings
+
+
+async def _create(client, account, **fields) -> dict:
+    response = await client.post(
+        "/api/tasks/", headers=account.headers, json={"title": "Write report", **fields}
+    )
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    return (await response.get_json())["data"]
+
+
+async def _poll_status(client, account, url: str, wanted: str) -> dict:
+    body: dict = {}
+
+    async def reached() -> bool:
+        nonlocal body
+        response = await client.get(url, headers=account.headers)
+        assert response.status_code == 200
+        body = await response.get_json()
+        return body["status"] == wanted
+
+    await until(reached, f"job status {wanted}", 30)
+    return body
+
+
+# --- with Redis and a real arq worker ---------------------------------------------------------
+
+
+async def test_create_sends_the_confirmation_email_through_smtp(make_apps):
+    with smtp_sink() as sink:
+        (app,) = await make_apps(1, smtp_url=sink.url)
+        account = await create_account(app)
+        task = await _create(app.test_client(), account, title="Buy milk")
+        await run_worker_until_idle(settings_of(app))
+        (mail,) = await sink.wait_for(1)
+    assert mail.recipients == [account.email]
+    assert mail.message["To"] == account.email
+    assert mail.message["Subject"] == "Task Created: Buy milk"
+    body = mail.message.get_content().strip()
+    assert body == f"Your task 'Buy milk' (ID: {task['id']}) was created successfully."
+
+
+async def test_email_is_retried_after_an_smtp_failure(make_apps, caplog):
+    with smtp_sink(failures=1) as sink:
+        (app,) = await make_apps(1, smtp_url=sink.url, **FAST)
+        account = await create_account(app)
+        await _create(app.test_client(), account)
+        with caplog.at_level(logging.WARNING, logger="taskapi.jobs"):
+            await run_worker_until_idle(settings_of(app))
+        delivered = await sink.wait_for(1)
+    assert sink.handler.refused == 1
+    assert len(delivered) == 1
+    assert "failed (try 1)" in caplog.text
+
+
+async def test_email_gives_up_after_max_tries_with_an_error_log(make_apps, caplog):
+    with smtp_sink(failures=99) as sink:
+        (app,) = await make_apps(1, smtp_url=sink.url, job_max_tries=2, **FAST)
+        account = await create_account(app)
+        await _create(app.test_client(), account)
+        with caplog.at_level(logging.ERROR, logger="taskapi.jobs"):
+            await run_worker_until_idle(settings_of(app))
+    assert sink.handler.refused == 2
+    assert sink.handler.delivered == []
+    assert "giving up on the e-mail" in caplog.text
+
+
+async def test_process_is_202_then_polled_to_complete(make_apps):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    client = app.test_client()
+    task = await _create(client, account, description="raw data")
+    url = f"/api/tasks/{task['id']}"
+    await client.get(url, headers=account.headers)  # cache the detail before processing
+
+    response = await client.post(f"{url}/process", headers=account.headers)
+    assert response.status_code == 202
+    body = await response.get_json()
+    assert body["message"] == "Task processing has been queued."
+    status_url = body["status_url"]
+    assert status_url.endswith(f"/api/tasks/process/status/{body['job_id']}")
+    queued = await (await client.get(status_url, headers=account.headers)).get_json()
+    assert queued == {"job_id": body["job_id"], "status": "queued", "result": None}
+
+    await run_worker_until_idle(settings_of(app))
+    done = await _poll_status(client, account, status_url, "complete")
+    assert done["result"]["new_description"] == "raw data [Processed]"
+    after = await client.get(url, headers=account.headers)
+    assert after.headers["X-Cache"] == "MISS"  # the job invalidated the cached detail
+    data = (await after.get_json())["data"]
+    assert (data["description"], data["status"]) == ("raw data [Processed]", "completed")
+
+
+async def test_another_users_job_status_is_404_and_an_admin_may_see_it(make_apps):
+    (app,) = await make_apps(1)
+    owner, other = await create_account(app), await create_account(app)
+    admin = await create_account(app, "admin")
+    client = app.test_client()
+    task = await _create(client, owner)
+    status_url = (
+        await (
+            await client.post(f"/api/tasks/{task['id']}/process", headers=owner.headers)
+        ).get_json()
+    )["status_url"]
+    assert (await client.get(status_url, headers=other.headers)).status_code == 404
+    assert (await client.get(status_url, headers=admin.headers)).status_code == 200
+    unknown = await client.get("/api/tasks/process/status/nope", headers=owner.headers)
+    assert (unknown.status_code, (await unknown.get_json())["status"]) == (200, "not_found")
+
+
+async def test_a_failed_job_reads_as_failed(make_apps):
+    (app,) = await make_apps(1, smtp_url="smtp://127.0.0.1:1", job_max_tries=1)
+    account = await create_account(app)
+    task = await _create(app.test_client(), account)
+    await run_worker_until_idle(settings_of(app))
+    state = app.extensions["taskapi"]
+    keys = await state.redis.client.keys(b"arq:result:*")
+    assert len(keys) == 1
+    view = await state.jobs.view(keys[0].decode().removeprefix("arq:result:"))
+    assert view.status == "failed"
+    assert view.result is None
+    assert task["id"]
+
+
+async def test_create_succeeds_when_the_queue_is_down(make_apps, redis_server, caplog):
+    (app,) = await make_apps(1, revocation_fail_open=True)
+    account = await create_account(app)
+    redis_server.stop()
+    with caplog.at_level(logging.ERROR, logger="taskapi.tasks.processing"):
+        task = await _create(app.test_client(), account)
+    assert f"could not enqueue send_task_created_email for task {task['id']}" in caplog.text
+
+
+# --- the job functions themselves -------------------------------------------------------------
+
+
+async def test_process_task_run_twice_appends_the_mark_once(make_apps):
+    (app,) = await make_apps(1, backend="memory")
+    account = await create_account(app)
+    task = await _create(app.test_client(), account, description=None)
+    state = app.extensions["taskapi"]
+    ctx = {"taskapi": JobResources(state.settings, state.db, state.cache, Mailer(state.settings))}
+    first = await process_task(ctx, task["id"], account.id)
+    second = await process_task(ctx, task["id"], account.id)
+    assert first["new_description"] == second["new_description"] == " [Processed]"
+
+
+async def test_process_task_of_a_deleted_task_reports_it(make_apps):
+    (app,) = await make_apps(1, backend="memory")
+    state = app.extensions["taskapi"]
+    ctx = {"taskapi": JobResources(state.settings, state.db, None, Mailer(state.settings))}
+    assert await process_task(ctx, 987654, 1) == {"status": "failed", "reason": "Task not found"}
+
+
+# --- embedded: the same flows on the app's own loop -------------------------------------------
+
+
+async def test_embedded_process_flow_needs_no_servers(make_apps):
+    (app,) = await make_apps(1, backend="memory")
+    owner, other = await create_account(app), await create_account(app)
+    client = app.test_client()
+    task = await _create(client, owner, description="d")
+    response = await client.post(f"/api/tasks/{task['id']}/process", headers=owner.headers)
+    assert response.status_code == 202
+    status_url = (await response.get_json())["status_url"]
+    done = await _poll_status(client, owner, status_url, "complete")
+    assert done["result"]["new_description"] == "d [Processed]"
+    assert (await client.get(status_url, headers=other.headers)).status_code == 404
+
+
+async def test_embedded_email_goes_through_smtp_when_configured(make_apps):
+    with smtp_sink() as sink:
+        (app,) = await make_apps(1, backend="memory", smtp_url=sink.url)
+        account = await create_account(app)
+        await _create(app.test_client(), account, title="Embedded")
+        (mail,) = await sink.wait_for(1)
+    assert mail.message["Subject"] == "Task Created: Embedded"
+
+
+@pytest.mark.parametrize("who", ["stranger", "nobody"])
+async def test_process_of_someone_elses_or_a_missing_task(make_apps, who):
+    (app,) = await make_apps(1, backend="memory")
+    owner, stranger = await create_account(app), await create_account(app)
+    client = app.test_client()
+    task = await _create(client, owner)
+    task_id = task["id"] if who == "stranger" else 424242
+    response = await client.post(f"/api/tasks/{task_id}/process", headers=stranger.headers)
+    assert response.status_code == (403 if who == "stranger" else 404)
