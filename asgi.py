@@ -3,9 +3,12 @@
 import sys
 
 from taskapi.app import create_app
-from taskapi.settings import SettingsError
+from taskapi.logs import configure_logging
+from taskapi.settings import SettingsError, load_settings
 
 try:
-    app = create_app()
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
 except SettingsError as error:
     sys.exit(f"taskapi: configuration error: {error}")

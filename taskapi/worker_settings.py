@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -10,6 +9,7 @@ from arq.connections import RedisSettings
 from taskapi.cache import ResponseCache
 from taskapi.db import Database
 from taskapi.jobs import JOB_FUNCTIONS, JobResources, deserialize_job, serialize_job
+from taskapi.logs import configure_logging
 from taskapi.mail import Mailer
 from taskapi.redis_pool import RedisPool
 from taskapi.settings import Settings, SettingsError
@@ -23,7 +23,7 @@ def build_worker_settings(settings: Settings) -> type:
         raise SettingsError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        logging.getLogger("taskapi").setLevel(settings.log_level)
+        configure_logging(settings.log_level)
         database = Database(settings)
         await database.connect()
         pool = RedisPool(
