@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install lock clean
+.PHONY: run test fuzz lint install lock clean docs-assets
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
+fuzz: $(STAMP)
+	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/test_fuzz.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -33,3 +36,13 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/docs.py).
+SWAGGER_UI_VERSION := $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
+REDOC_VERSION      := $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
+docs-assets:
+	rm -rf taskapi/static/docs && mkdir -p taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) taskapi/static/docs/redoc-$(REDOC_VERSION)
+	cd /tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) redoc@$(REDOC_VERSION)
+	tar xzf /tmp/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz -C taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE
+	tar xzf /tmp/redoc-$(REDOC_VERSION).tgz -C taskapi/static/docs/redoc-$(REDOC_VERSION) --strip-components=2 package/bundles/redoc.standalone.js package/bundles/redoc.standalone.js.LICENSE.txt
+	tar xzf /tmp/redoc-$(REDOC_VERSION).tgz -C taskapi/static/docs/redoc-$(REDOC_VERSION) --strip-components=1 package/LICENSE

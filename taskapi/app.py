@@ -8,13 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from quart import Quart, Response, request
-from quart_schema import Info, QuartSchema
+from quart_schema import Info
 
 from taskapi import __version__
 from taskapi.auth.routes import bp as auth_bp
 from taskapi.auth.tokens import init_tokens
 from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
+from taskapi.docs import init_docs
 from taskapi.errors import register_error_handlers
 from taskapi.health import bp as health_bp
 from taskapi.jobs import JobResources
@@ -35,12 +36,23 @@ from taskapi.settings import Settings, SettingsError, load_settings
 from taskapi.state import AppState
 from taskapi.tasks.processing import bp as processing_bp
 from taskapi.tasks.routes import bp as tasks_bp
+from taskapi.urls import TaskIdConverter, reject_large_ids
 
 DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "scalar_ui", "static")
 DESCRIPTION = (
-    "Task CRUD with JWT auth and roles. Every response is JSON in a "
-    '`{"status": "success", "data": ...}` or `{"status": "error", "error": {...}}` envelope.'
+    "Task CRUD with JWT auth and roles, background processing, shared rate limits and caching.\n\n"
+    "Log in at `POST /auth/login`, then send `Authorization: Bearer <access_token>`. Every "
+    'response is JSON in a `{"status": "success", "data": ...}` or '
+    '`{"status": "error", "error": {"message", "code", "details"?}}` envelope (the `/auth` '
+    "token answers are plain objects, as in the Flask original). A user sees and changes only "
+    "their own tasks; an admin, every task."
 )
+TAGS = [
+    {"name": "auth", "description": "Accounts and tokens."},
+    {"name": "tasks", "description": "The task resource (owner or admin)."},
+    {"name": "jobs", "description": "Background processing of a task, and its status."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -49,6 +61,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     logging.getLogger("taskapi").setLevel(settings.log_level)
 
     app = Quart("taskapi")
+    app.url_map.converters["task_id"] = TaskIdConverter
+    app.url_value_preprocessor(reject_large_ids)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         PROPAGATE_EXCEPTIONS=False,
@@ -58,14 +72,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.extensions["taskapi"] = state
 
     init_tokens(app, settings)
-    QuartSchema(
-        app,
-        info=Info(title="taskapi", version=__version__, description=DESCRIPTION),
-        security_schemes={
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
-        },
-        scalar_ui_path=None,
-    )
+    init_docs(app, Info(title="taskapi", version=__version__, description=DESCRIPTION), TAGS)
 
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")

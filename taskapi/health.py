@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from pydantic import BaseModel
 from quart import Blueprint, Response
@@ -20,12 +21,28 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 class Liveness(BaseModel):
-    status: str = "ok"
+    """Alive."""
+
+    status: Literal["ok"]
+
+
+class Checks(BaseModel):
+    database: Literal["ok", "error"]
+    redis: Literal["ok", "error", "disabled"]
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+    """Ready: the database (and Redis, where configured) answer."""
+
+    status: Literal["ok"]
+    checks: Checks
+
+
+class NotReady(BaseModel):
+    """Not ready: a check failed."""
+
+    status: Literal["error"]
+    checks: Checks
 
 
 @bp.get("/health")
@@ -41,7 +58,7 @@ async def health() -> Response:
 @exempt
 @tag(["health"])
 @document_response(Readiness, 200)
-@document_response(Readiness, 503)
+@document_response(NotReady, 503)
 async def ready() -> Response:
     """Readiness: the database (and Redis, where configured) answer."""
     checks = {"database": await _check_database(), "redis": await _check_redis()}

@@ -18,6 +18,7 @@ from taskapi.auth.schemas import (
 )
 from taskapi.auth.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
 from taskapi.db import request_session
+from taskapi.docs import empty_response, errors
 from taskapi.errors import APIError
 from taskapi.ratelimit import default_limits, limited
 from taskapi.redis_pool import RedisUnavailable
@@ -35,6 +36,7 @@ bp = Blueprint("auth", __name__)
     RegisterRequest, invalid_status=400, missing_message="Missing username, email, or password"
 )
 @document_response(RegisterResponse, 201)
+@errors(400, 409, 413, 415, 429, 503)
 async def register(data: RegisterRequest) -> Response:
     """Register a new user (role `user`)."""
     user = await service.register_user(
@@ -52,6 +54,7 @@ async def register(data: RegisterRequest) -> Response:
 @tag(["auth"])
 @json_body(LoginRequest, invalid_status=400, missing_message="Username and password required")
 @document_response(TokenPair, 200)
+@errors(400, 401, 413, 415, 429, 503)
 async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
     state = app_state()
@@ -75,6 +78,7 @@ async def login(data: LoginRequest) -> Response:
 @tag(["auth"])
 @refresh_token_required
 @document_response(AccessToken, 200)
+@errors(401, 429, 503)
 async def refresh() -> Response:
     """A new access token for the holder of a refresh token."""
     viewer = current_viewer()
@@ -92,6 +96,7 @@ async def refresh() -> Response:
 @tag(["auth"])
 @login_required
 @document_response(ProfileEnvelope, 200)
+@errors(401, 429, 503)
 async def me() -> Response:
     """The caller's own account."""
     user = await service.get_user(request_session(), current_viewer().id)
@@ -113,6 +118,8 @@ async def me() -> Response:
 @tag(["auth"])
 @login_required
 @document_request(LogoutRequest)
+@empty_response("Logged out: the token(s) are revoked until they would have expired.")
+@errors(400, 401, 413, 415, 429, 503)
 async def logout() -> Response:
     """Revoke the presented access token (and `refresh_token` from the body, if given)."""
     viewer, state = current_viewer(), app_state()

@@ -43,11 +43,15 @@ class LogoutRequest(BaseModel):
 
 
 class RegisterResponse(BaseModel):
+    """Registered."""
+
     message: str = Field(examples=["User registered successfully"])
     user_id: int
 
 
 class TokenPair(BaseModel):
+    """Logged in: an access token (`expires_in` seconds) and a refresh token."""
+
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -55,6 +59,8 @@ class TokenPair(BaseModel):
 
 
 class AccessToken(BaseModel):
+    """A new access token."""
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
@@ -69,5 +75,7 @@ class Profile(BaseModel):
 
 
 class ProfileEnvelope(BaseModel):
+    """The caller's account."""
+
     status: Literal["success"] = "success"
     data: Profile

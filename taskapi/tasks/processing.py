@@ -12,6 +12,7 @@ from quart_schema import document_response, tag
 
 from taskapi.auth.guard import current_viewer, login_required
 from taskapi.db import request_session
+from taskapi.docs import errors
 from taskapi.errors import APIError
 from taskapi.ratelimit import default_limits
 from taskapi.redis_pool import RedisUnavailable
@@ -25,12 +26,16 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class ProcessAccepted(BaseModel):
+    """Queued: poll `status_url`."""
+
     message: str
     job_id: str
     status_url: str
 
 
 class JobStatusOut(BaseModel):
+    """The job's status, and its result once complete."""
+
     job_id: str
     status: Literal["queued", "in_progress", "complete", "failed", "not_found"]
     result: Any = None
@@ -54,11 +59,12 @@ async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str
         return None
 
 
-@bp.post("/<int(max=2147483647):task_id>/process")
+@bp.post("/<task_id:task_id>/process")
 @default_limits
 @tag(["jobs"])
 @login_required
 @document_response(ProcessAccepted, 202)
+@errors(401, 403, 404, 429, 503)
 async def process_task(task_id: int) -> Response:
     """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
     viewer = current_viewer()
@@ -85,6 +91,7 @@ async def process_task(task_id: int) -> Response:
 @tag(["jobs"])
 @login_required
 @document_response(JobStatusOut, 200)
+@errors(401, 404, 429, 503)
 async def job_status(job_id: str) -> Response:
     """The job's status and result (`not_found` once it is unknown or expired); another
     user's job is 404: only the user who queued it (or an admin) may see it."""

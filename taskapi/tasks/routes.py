@@ -10,6 +10,7 @@ from quart_schema import document_querystring, document_response, tag
 from taskapi.auth.guard import current_viewer, login_required
 from taskapi.cache import cached
 from taskapi.db import request_session
+from taskapi.docs import empty_response, errors, response_headers
 from taskapi.errors import APIError
 from taskapi.ratelimit import default_limits
 from taskapi.responses import no_content, success
@@ -29,7 +30,7 @@ from taskapi.validation import json_body
 
 bp = Blueprint("tasks", __name__)
 
-TASK_ID = "/<int(max=2147483647):task_id>"
+TASK_ID = "/<task_id:task_id>"
 STATUSES = ("pending", "completed")
 MAX_LIMIT = 100
 
@@ -57,6 +58,12 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
 @cached("list", response_cache)
 @document_querystring(TaskListQuery)
 @document_response(TaskListEnvelope, 200)
+@response_headers(
+    200,
+    Link='`<next page URL>; rel="next"` when there is a next page.',
+    X_Cache="`HIT` or `MISS`.",
+)
+@errors(400, 401, 429, 503)
 async def list_tasks() -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
     status, limit, cursor = _list_arguments()
@@ -83,6 +90,8 @@ async def list_tasks() -> Response:
 @login_required
 @json_body(TaskCreate)
 @document_response(TaskEnvelope, 201)
+@response_headers(201, Location="Absolute URL of the new task.")
+@errors(400, 401, 413, 415, 422, 429, 503)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     task = await service.create_task(
@@ -99,6 +108,8 @@ async def create_task(data: TaskCreate) -> Response:
 @login_required
 @cached("detail", response_cache)
 @document_response(TaskEnvelope, 200)
+@response_headers(200, X_Cache="`HIT` or `MISS`.")
+@errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
     task = await service.get_task_for(request_session(), current_viewer(), task_id)
@@ -111,6 +122,7 @@ async def get_task(task_id: int) -> Response:
 @login_required
 @json_body(TaskReplace)
 @document_response(TaskEnvelope, 200)
+@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
     task = await service.update_task(
@@ -125,6 +137,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
 @login_required
 @json_body(TaskPatch)
 @document_response(TaskEnvelope, 200)
+@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
 async def patch_task(task_id: int, data: TaskPatch) -> Response:
     """Change some fields of a task."""
     changes = data.changes()
@@ -140,6 +153,8 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @default_limits
 @tag(["tasks"])
 @login_required
+@empty_response("Deleted.")
+@errors(401, 403, 404, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
     await service.delete_task(request_session(), current_viewer(), task_id, cache=response_cache())

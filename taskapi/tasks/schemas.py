@@ -73,6 +73,8 @@ class TaskOut(BaseModel):
 
 
 class TaskEnvelope(BaseModel):
+    """The task."""
+
     status: Literal["success"] = "success"
     data: TaskOut
 
@@ -83,6 +85,8 @@ class PageMeta(BaseModel):
 
 
 class TaskListEnvelope(BaseModel):
+    """One page of tasks, newest first; `meta.next_cursor` continues it."""
+
     status: Literal["success"] = "success"
     data: list[TaskOut]
     meta: PageMeta

@@ -1,0 +1,175 @@
+"""The OpenAPI document and its UIs: every status each operation can answer, its headers, the
+error envelope, and the documentation pages served from pinned copies shipped in the package.
+
+quart-schema builds the document from the routes' models; this module adds what it cannot
+express (error statuses with their envelope and headers, 204 without a body, path parameter
+bounds) and corrects one of its defects (response headers placed under `content`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+from quart_schema import QuartSchema
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing import BaseConverter, Rule
+
+F = TypeVar("F", bound=Callable[..., Any])
+ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
+NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
+HEADERS_ATTRIBUTE = "_taskapi_response_headers"
+
+# The documentation pages' scripts, shipped in taskapi/static/docs (see `make docs-assets`).
+SWAGGER_UI_VERSION = "5.35.0"
+REDOC_VERSION = "2.5.4"
+ASSETS = "/static/docs"
+UI_CONFIG = {
+    "QUART_SCHEMA_SWAGGER_JS_URL": f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui-bundle.js",
+    "QUART_SCHEMA_SWAGGER_CSS_URL": f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui.css",
+    "QUART_SCHEMA_REDOC_JS_URL": f"{ASSETS}/redoc-{REDOC_VERSION}/redoc.standalone.js",
+}
+
+ERROR_TEXT: dict[int, str] = {
+    400: "Malformed JSON, an empty body, JSON that is not an object, or invalid parameters.",
+    401: "Missing, malformed, expired, revoked or wrongly-typed token, or bad credentials.",
+    403: "Authenticated, but the task belongs to another user.",
+    404: "No such task (or job).",
+    409: "The username or e-mail is already registered.",
+    413: "The body is larger than the configured limit (default 1 MiB).",
+    415: "The body is not `application/json`.",
+    422: "The task fields are invalid; `error.details` names each field.",
+    429: "Rate limit exceeded; retry after `Retry-After` seconds.",
+    503: "A required service (the database, or Redis for token checks) is unavailable.",
+}
+ERROR_HEADERS: dict[int, dict[str, str]] = {
+    401: {"WWW-Authenticate": "Always `Bearer`."},
+    429: {"Retry-After": "Seconds to wait before trying again."},
+}
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(examples=["Task with ID 7 not found"])
+    code: str = Field(description="Stable machine-readable code.", examples=["not_found"])
+    details: dict[str, list[str]] | None = Field(
+        default=None, description="Field → problems (validation errors only)."
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error response."""
+
+    status: Literal["error"]
+    error: ErrorBody
+
+
+def errors(*statuses: int) -> Callable[[F], F]:
+    """Document the error statuses an operation can answer (with the error envelope)."""
+
+    def decorator(view: F) -> F:
+        setattr(view, ERRORS_ATTRIBUTE, tuple(sorted(set(statuses))))
+        return view
+
+    return decorator
+
+
+def empty_response(description: str) -> Callable[[F], F]:
+    """Document a 204 answer: no body, no Content-Type."""
+
+    def decorator(view: F) -> F:
+        setattr(view, NO_CONTENT_ATTRIBUTE, description)
+        return view
+
+    return decorator
+
+
+def response_headers(status: int, **headers: str) -> Callable[[F], F]:
+    """Document headers of a success response (name with underscores → dashes)."""
+
+    def decorator(view: F) -> F:
+        documented = dict(getattr(view, HEADERS_ATTRIBUTE, {}))
+        documented[status] = {name.replace("_", "-"): text for name, text in headers.items()}
+        setattr(view, HEADERS_ATTRIBUTE, documented)
+        return view
+
+    return decorator
+
+
+def _header_objects(headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+    }
+
+
+class TaskapiOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's provider plus the error statuses, 204s and headers of each operation."""
+
+    def schema(self) -> dict[str, Any]:
+        spec = super().schema()
+        envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in envelope.pop("$defs", {}).items():
+            spec["components"]["schemas"][name] = definition
+        spec["components"]["schemas"]["ErrorEnvelope"] = envelope
+        return spec
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        parameter = super().build_path_parameter(name, converter)
+        maximum = getattr(converter, "documented_max", None) or getattr(converter, "max", None)
+        if parameter["schema"].get("type") == "integer":
+            parameter["schema"]["minimum"] = 0
+            if maximum is not None:
+                parameter["schema"]["maximum"] = maximum
+        return parameter
+
+    def build_response_object(
+        self, model: type[Any], headers_model: type[Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        response, components = super().build_response_object(model, None)
+        if not response.get("description"):
+            own = model.__dict__.get("__doc__")  # not pydantic's BaseModel docstring
+            response["description"] = inspect.cleandoc(own) if own else "Success."
+        return response, components
+
+    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        view = self._app.view_functions[rule.endpoint]
+        for operations in paths.values():
+            for operation in operations.values():
+                responses = dict(operation["responses"])
+                no_content_text = getattr(view, NO_CONTENT_ATTRIBUTE, None)
+                if no_content_text is not None:
+                    responses["204"] = {"description": no_content_text}
+                for status, headers in getattr(view, HEADERS_ATTRIBUTE, {}).items():
+                    key = status if status in responses else str(status)
+                    if key in responses:
+                        responses[key] = {**responses[key], "headers": _header_objects(headers)}
+                for status in getattr(view, ERRORS_ATTRIBUTE, ()):
+                    response: dict[str, Any] = {
+                        "description": ERROR_TEXT[status],
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorEnvelope"}
+                            }
+                        },
+                    }
+                    if status in ERROR_HEADERS:
+                        response["headers"] = _header_objects(ERROR_HEADERS[status])
+                    responses[str(status)] = response
+                operation["responses"] = {str(k): v for k, v in responses.items()}
+        return paths, components
+
+
+def init_docs(app: Any, info: Any, tags: list[dict[str, str]]) -> QuartSchema:
+    app.config.update(UI_CONFIG)
+    return QuartSchema(
+        app,
+        info=info,
+        tags=tags,
+        security_schemes={
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
+        },
+        scalar_ui_path=None,
+        openapi_provider_class=TaskapiOpenAPIProvider,
+    )

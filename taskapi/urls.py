@@ -1,0 +1,25 @@
+"""URL converters: task ids that the database can hold, or a plain 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.routing import IntegerConverter
+
+from taskapi.errors import APIError
+
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+
+
+class TaskIdConverter(IntegerConverter):
+    """`<task_id:...>`: 1-10 digits. Larger values are answered 404 by `reject_large_ids`
+    (a converter that raises would make Werkzeug answer 405 for the other methods)."""
+
+    regex = r"\d{1,10}"
+    documented_max = MAX_ID
+
+
+def reject_large_ids(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    task_id = (values or {}).get("task_id")
+    if isinstance(task_id, int) and task_id > MAX_ID:
+        raise APIError(404, f"Task with ID {task_id} not found")
