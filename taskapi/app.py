@@ -20,12 +20,14 @@ from taskapi.errors import register_error_handlers
 from taskapi.health import bp as health_bp
 from taskapi.jobs import JobResources
 from taskapi.mail import Mailer
+from taskapi.observability import init_request_ids
 from taskapi.queue import ArqQueue, InProcessQueue
 from taskapi.ratelimit import (
     MemoryGcra,
     RedisGcra,
     SharedRateLimiter,
     exempt,
+    is_trusted_peer,
     parse_limits,
     parse_networks,
 )
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> Quart:
             app.view_functions[endpoint] = exempt(
                 _plain_function(app, app.view_functions[endpoint])
             )
+    trusted = parse_networks(settings.trusted_proxies)
+    init_request_ids(app, settings, lambda: settings.proxy_hops > 0 or is_trusted_peer(trusted))
     _init_rate_limiter(app, state)
     register_error_handlers(app)
 

@@ -56,6 +56,9 @@ class ErrorBody(BaseModel):
     details: dict[str, list[str]] | None = Field(
         default=None, description="Field → problems (validation errors only)."
     )
+    request_id: str | None = Field(
+        default=None, description="On 500: the request id to quote when reporting it."
+    )
 
 
 class ErrorEnvelope(BaseModel):

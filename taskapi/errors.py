@@ -10,6 +10,7 @@ from quart import Quart, Response
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from taskapi.observability import current_request_id
 from taskapi.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -109,4 +110,6 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        return render(APIError(500))
+        body = error_body(MESSAGES[500], CODES[500])
+        body["error"]["request_id"] = current_request_id()
+        return json_response(body, 500)

@@ -17,6 +17,7 @@ from sqlalchemy import case, func, literal, select, update
 from taskapi.db import Database
 from taskapi.mail import SMTP_ERRORS, Mailer
 from taskapi.models import Task, User
+from taskapi.observability import request_id_var
 from taskapi.settings import Settings
 from taskapi.tasks.service import Invalidator
 
@@ -44,9 +45,10 @@ def _resources(ctx: dict[str, Any]) -> JobResources:
 
 
 async def send_task_created_email(
-    ctx: dict[str, Any], task_id: int, requested_by: int
+    ctx: dict[str, Any], task_id: int, requested_by: int, request_id: str | None = None
 ) -> dict[str, Any]:
     """Tell the task's owner it was created; retried with backoff while SMTP fails."""
+    request_id_var.set(request_id or "-")
     res = _resources(ctx)
     async with res.db.session() as session:
         row = (
@@ -82,9 +84,12 @@ async def send_task_created_email(
     return {"status": "sent", "recipient": row.email}
 
 
-async def process_task(ctx: dict[str, Any], task_id: int, requested_by: int) -> dict[str, Any]:
+async def process_task(
+    ctx: dict[str, Any], task_id: int, requested_by: int, request_id: str | None = None
+) -> dict[str, Any]:
     """The tutorial's process_task_data: mark the description processed and complete the task,
     in one statement, never appending the mark twice."""
+    request_id_var.set(request_id or "-")
     res = _resources(ctx)
     async with res.db.session() as session:
         row = (

@@ -36,7 +36,9 @@ class JobView:
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str: ...
+    async def enqueue(
+        self, function: str, task_id: int, *, requested_by: int, request_id: str | None = None
+    ) -> str: ...
 
     async def view(self, job_id: str) -> JobView: ...
 
@@ -57,10 +59,15 @@ class ArqQueue:
             )
         return self._arq
 
-    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str:
+    async def enqueue(
+        self, function: str, task_id: int, *, requested_by: int, request_id: str | None = None
+    ) -> str:
         redis = self._redis()
         job = await self.pool.guarded(
-            "job queue", lambda: redis.enqueue_job(function, task_id, requested_by=requested_by)
+            "job queue",
+            lambda: redis.enqueue_job(
+                function, task_id, requested_by=requested_by, request_id=request_id
+            ),
         )
         if job is None:  # only with a duplicate _job_id, which we never pass
             raise RuntimeError("arq refused the job")
@@ -90,6 +97,7 @@ class ArqQueue:
 class _Record:
     function: str
     requested_by: int
+    request_id: str | None = None
     status: str = "queued"
     result: Any = None
     finished_at: float | None = None
@@ -104,10 +112,12 @@ class InProcessQueue:
         self.resources = resources
         self._records: dict[str, _Record] = {}
 
-    async def enqueue(self, function: str, task_id: int, *, requested_by: int) -> str:
+    async def enqueue(
+        self, function: str, task_id: int, *, requested_by: int, request_id: str | None = None
+    ) -> str:
         job_id = uuid.uuid4().hex
         self._forget_old()
-        self._records[job_id] = _Record(function, requested_by)
+        self._records[job_id] = _Record(function, requested_by, request_id)
         current_app.add_background_task(self._run, job_id, task_id)
         return job_id
 
@@ -125,7 +135,8 @@ class InProcessQueue:
             ctx = {"taskapi": self.resources, "job_id": job_id, "job_try": attempt}
             try:
                 result = await asyncio.wait_for(
-                    job(ctx, task_id, record.requested_by), self.settings.job_timeout_seconds
+                    job(ctx, task_id, record.requested_by, record.request_id),
+                    self.settings.job_timeout_seconds,
                 )
             except Retry as retry:
                 await asyncio.sleep((retry.defer_score or 0) / 1000)

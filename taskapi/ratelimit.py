@@ -92,6 +92,11 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
     return any(ip in network for network in trusted)
 
 
+def is_trusted_peer(trusted: Sequence[Network]) -> bool:
+    """Whether the request's TCP peer is one of the trusted proxies."""
+    return bool(trusted) and _is_trusted(request.remote_addr or "", trusted)
+
+
 def client_ip(trusted: Sequence[Network]) -> str:
     """The peer address, or, behind trusted proxies, the first untrusted hop of X-Forwarded-For
     read from the right (the entries further left are the client's own words)."""

@@ -45,6 +45,9 @@ class Settings:
     argon2_memory_cost_kib: int = 19456
     argon2_parallelism: int = 1
     log_level: str = "INFO"
+    log_format: str = "text"
+    # Proxies: hops of X-Forwarded-* to believe (nginx in front: 1), or proxy addresses.
+    proxy_hops: int = 0
     # Shared state (Redis). Empty redis_url: in-process backends (one process only).
     redis_url: str = ""
     redis_timeout_ms: int = 500
@@ -117,6 +120,10 @@ def _finish(settings: Settings, explicit: set[str]) -> Settings:
         ("redis://", "rediss://", "unix://")
     ):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError("TASKAPI_LOG_FORMAT must be text or json")
+    if settings.proxy_hops < 0:
+        raise SettingsError("TASKAPI_PROXY_HOPS must be 0 or more")
     if settings.smtp_url and not settings.smtp_url.startswith(SMTP_SCHEMES):
         raise SettingsError("TASKAPI_SMTP_URL must start with smtp:// or smtps://")
     return settings

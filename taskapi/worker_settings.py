@@ -23,7 +23,7 @@ def build_worker_settings(settings: Settings) -> type:
         raise SettingsError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         database = Database(settings)
         await database.connect()
         pool = RedisPool(

@@ -6,6 +6,7 @@ import logging
 
 from taskapi.app import create_app
 from taskapi.errors import APIError
+from taskapi.observability import RequestIdFilter
 from tests.conftest import make_settings
 from tests.services import free_port
 
@@ -17,6 +18,7 @@ async def test_unexpected_error_is_a_generic_500_with_details_only_in_the_log(se
     async def boom() -> None:
         raise RuntimeError("secret internal detail: SELECT password_hash FROM users")
 
+    caplog.handler.addFilter(RequestIdFilter())  # as the app's own handler does
     async with app.test_app():
         with caplog.at_level(logging.ERROR, logger="taskapi"):
             response = await app.test_client().get("/boom")
@@ -24,8 +26,14 @@ async def test_unexpected_error_is_a_generic_500_with_details_only_in_the_log(se
     body = await response.get_data(as_text=True)
     assert "secret" not in body and "Traceback" not in body and "SELECT" not in body
     error = (await response.get_json())["error"]
-    assert error == {"message": "An internal server error occurred.", "code": "internal_error"}
+    assert error == {
+        "message": "An internal server error occurred.",
+        "code": "internal_error",
+        "request_id": response.headers["X-Request-ID"],
+    }
     assert "secret internal detail" in caplog.text
+    (record,) = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert record.request_id == error["request_id"]
 
 
 def test_api_error_401_always_carries_the_bearer_challenge():

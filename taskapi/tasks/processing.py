@@ -14,6 +14,7 @@ from taskapi.auth.guard import current_viewer, login_required
 from taskapi.db import request_session
 from taskapi.docs import errors
 from taskapi.errors import APIError
+from taskapi.observability import current_request_id
 from taskapi.ratelimit import default_limits
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.responses import json_response
@@ -47,7 +48,9 @@ async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str
     if queue is None:
         return None
     try:
-        return await queue.enqueue(function, task_id, requested_by=requested_by)
+        return await queue.enqueue(
+            function, task_id, requested_by=requested_by, request_id=current_request_id()
+        )
     except Exception as error:  # the request has succeeded; the job is what is lost
         log.error(
             "could not enqueue %s for task %s: %s: %s",
@@ -73,7 +76,9 @@ async def process_task(task_id: int) -> Response:
     if queue is None:
         raise APIError(503, "Background jobs are unavailable.")
     try:
-        job_id = await queue.enqueue("process_task", task_id, requested_by=viewer.id)
+        job_id = await queue.enqueue(
+            "process_task", task_id, requested_by=viewer.id, request_id=current_request_id()
+        )
     except RedisUnavailable:
         raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
     return json_response(
