@@ -40,18 +40,16 @@ def main() -> None:
 @click.option("--port", envvar="PORT", default=5000, type=int, show_default=True)
 @click.option("--workers", default=1, type=int, show_default=True, help="Development only.")
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with hypercorn (uvloop)."""
+    """Serve the API with hypercorn, configured by config/hypercorn.toml."""
     from hypercorn.config import Config
     from hypercorn.run import run
 
     _settings()  # refuse to start on a bad configuration before hypercorn forks
     _check_port_free(host, port)
-    config = Config()
+    config = Config.from_toml(PROJECT_ROOT / "config" / "hypercorn.toml")
     config.bind = [f"{host}:{port}"]
-    config.worker_class = "uvloop"
     config.workers = workers
     config.application_path = "asgi:app"
-    config.accesslog = "-"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
     os.chdir(PROJECT_ROOT)

@@ -1,0 +1,205 @@
+"""The production layout, started for a test from the files in config/: single-worker hypercorn
+instances, an arq worker, and nginx with a self-signed certificate, all on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from taskapi.settings import PROJECT_ROOT
+from tests.services import free_port, poll, unavailable
+
+BIN = Path(sys.executable).parent
+NGINX_VARS = (
+    "TASKAPI_HTTP_PORT",
+    "TASKAPI_HTTPS_PORT",
+    "TASKAPI_SERVER_NAME",
+    "TASKAPI_TLS_CERT",
+    "TASKAPI_TLS_KEY",
+    "TASKAPI_UPSTREAMS",
+    "TASKAPI_MAX_BODY",
+)
+
+
+def production_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKAPI_", "DATABASE_URL"))}
+    env.update(
+        TASKAPI_ENV="production",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        TASKAPI_JWT_SECRET_KEY=secrets.token_urlsafe(48),
+        TASKAPI_PROXY_HOPS="1",
+        **extra,
+    )
+    return env
+
+
+@dataclasses.dataclass
+class ApiInstance:
+    """One single-worker hypercorn, as taskapi@PORT.service runs it."""
+
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "hypercorn"), "--config", str(PROJECT_ROOT / "config/hypercorn.toml")]
+                + ["--bind", f"127.0.0.1:{self.port}", "asgi:app"],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        poll(self._healthy, f"hypercorn on {self.port}")
+
+    def _healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(self.log.read_text()[-3000:])
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            connection.request("GET", "/health")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        self.process = None
+        return code
+
+
+@dataclasses.dataclass
+class Nginx:
+    directory: Path
+    http_port: int
+    https_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, directory: Path, upstream_ports: list[int], max_body: str) -> Nginx:
+        binary = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if binary is None:
+            unavailable("the `nginx` binary is not installed (apt-get install nginx)")
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            + ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )
+        nginx = cls(directory, free_port(), free_port())
+        values = {
+            "TASKAPI_HTTP_PORT": str(nginx.http_port),
+            "TASKAPI_HTTPS_PORT": str(nginx.https_port),
+            "TASKAPI_SERVER_NAME": "localhost",
+            "TASKAPI_TLS_CERT": str(cert),
+            "TASKAPI_TLS_KEY": str(key),
+            "TASKAPI_UPSTREAMS": " ".join(
+                f"server 127.0.0.1:{p} max_fails=0;" for p in upstream_ports
+            ),
+            "TASKAPI_MAX_BODY": max_body,
+        }
+        # like envsubst with a variable list: only ours are replaced, nginx's own are kept
+        text = (PROJECT_ROOT / "config/nginx/taskapi.conf").read_text()
+        for name in NGINX_VARS:
+            text = text.replace("${" + name + "}", values[name])
+        (directory / "taskapi.conf").write_text(text)
+        temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        for path in temp.values():
+            path.mkdir(exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (directory / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\nerror_log {directory}/error.log;\n"
+            f"pid {directory}/nginx.pid;\nevents {{ worker_connections 512; }}\n"
+            f"http {{\n  access_log {directory}/access.log;\n"
+            f"  client_body_temp_path {temp['body']};\n  proxy_temp_path {temp['proxy']};\n"
+            f"  fastcgi_temp_path {temp['fastcgi']};\n  uwsgi_temp_path {temp['uwsgi']};\n"
+            f"  scgi_temp_path {temp['scgi']};\n  include {directory}/taskapi.conf;\n}}\n"
+        )
+        nginx.process = subprocess.Popen(
+            [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]
+            + ["-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+        def listening() -> bool:
+            if nginx.process is not None and nginx.process.poll() is not None:
+                raise RuntimeError((directory / "error.log").read_text()[-3000:])
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", nginx.http_port, timeout=2)
+                connection.request("GET", "/")
+                return connection.getresponse().status == 301
+            except OSError:
+                return False
+
+        poll(listening, "nginx to listen")
+        return nginx
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+class HttpsClient:
+    """Requests through nginx over TLS (self-signed: not verified), one keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.context = ssl.create_default_context()
+        self.context.check_hostname = False
+        self.context.verify_mode = ssl.CERT_NONE
+        self.connection: http.client.HTTPSConnection | None = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        if self.connection is None:
+            self.connection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, context=self.context, timeout=30
+            )
+        sent = {"Host": "localhost", **(headers or {})}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        try:
+            self.connection.request(method, path, body=data, headers=sent)
+            response = self.connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = None
+            raise
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        is_json = headers.get("content-type", "").startswith("application/json")
+        answer = json.loads(raw) if raw and is_json else raw.decode("utf-8", "replace")
+        return response.status, headers, answer

@@ -1,0 +1,199 @@
+"""End to end through the production layout: nginx (TLS) → two single-worker hypercorn
+instances → PostgreSQL and Redis, with an arq worker; plus the systemd units' verification."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from taskapi.settings import PROJECT_ROOT
+from tests.deployment import BIN, ApiInstance, HttpsClient, Nginx, production_env
+from tests.services import free_port, poll, unavailable
+
+
+@pytest.fixture
+def stack(postgres_server, redis_server, tmp_path):
+    """Migrated database, two API instances, one worker and nginx, as the units run them."""
+    redis_server.flush()
+    database_url = postgres_server.create_database(f"e2e_{int(time.time() * 1000) % 10**9}")
+    env = production_env(
+        database_url,
+        redis_server.url,
+        TASKAPI_RATELIMIT_DEFAULT="100000 per minute",
+        TASKAPI_RATELIMIT_LOGIN="5 per minute",
+    )
+    migrate = subprocess.run(
+        [str(BIN / "taskapi"), "db", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True
+    )
+    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+    instances = [ApiInstance(free_port(), env, tmp_path / f"api{i}.log") for i in (1, 2)]
+    worker = None
+    nginx = None
+    try:
+        for instance in instances:
+            instance.start()
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [str(BIN / "arq"), "worker.WorkerSettings"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        nginx = Nginx.start(tmp_path / "nginx", [i.port for i in instances], "1m")
+        yield instances, nginx
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=60)
+        for instance in instances:
+            instance.stop()
+
+
+def _register_and_login(client: HttpsClient, name: str) -> str:
+    body = {"username": name, "email": f"{name}@example.com", "password": "e2e-password"}
+    assert client.request("POST", "/auth/register", body)[0] == 201
+    status, _, tokens = client.request("POST", "/auth/login", body)
+    assert status == 200
+    return tokens["access_token"]
+
+
+def test_plain_http_redirects_to_https(stack):
+    _, nginx = stack
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.http_port, timeout=5)
+    connection.request("GET", "/api/tasks/?status=pending", headers={"Host": "localhost"})
+    response = connection.getresponse()
+    assert response.status == 301
+    location = response.getheader("Location")
+    assert location == f"https://localhost:{nginx.https_port}/api/tasks/?status=pending"
+
+
+def test_the_whole_flow_through_https(stack):
+    _, nginx = stack
+    client = HttpsClient(nginx.https_port)
+    token = _register_and_login(client, "alice")
+
+    status, headers, created = client.request(
+        "POST", "/api/tasks/", {"title": "deploy", "description": "e2e"}, token
+    )
+    assert status == 201
+    task_id = created["data"]["id"]
+    assert headers["location"] == f"https://localhost:{nginx.https_port}/api/tasks/{task_id}"
+
+    status, _, queued = client.request("POST", f"/api/tasks/{task_id}/process", None, token)
+    assert status == 202
+    status_path = queued["status_url"].split(str(nginx.https_port), 1)[1]
+    assert queued["status_url"].startswith("https://")
+
+    def complete() -> bool:
+        return client.request("GET", status_path, None, token)[2]["status"] == "complete"
+
+    poll(complete, "the worker to process the task", 30)
+    status, headers, listed = client.request("GET", "/api/tasks/", None, token)
+    assert status == 200
+    assert listed["data"][0]["description"] == "e2e [Processed]"
+    assert listed["data"][0]["status"] == "completed"
+
+    # security headers: nginx's and the app's
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["cache-control"] == "no-store"
+    assert len(headers["x-request-id"]) == 32  # nginx's $request_id, passed and echoed
+
+    assert client.request("POST", "/auth/logout", None, token)[0] == 204
+    assert client.request("GET", "/api/tasks/", None, token)[0] == 401
+
+
+def test_rate_limit_is_shared_and_keyed_by_the_address_nginx_saw(stack):
+    _, nginx = stack
+    attempts = []
+    for i in range(6):  # round robin: both instances answer; a spoofed XFF changes nothing
+        client = HttpsClient(nginx.https_port)  # a new connection each time
+        attempts.append(
+            client.request(
+                "POST",
+                "/auth/login",
+                {"username": "nobody", "password": "wrong-password"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
+        )
+    assert [status for status, _, _ in attempts] == [401] * 5 + [429]
+    assert int(attempts[-1][1]["retry-after"]) >= 1
+
+
+def test_cache_invalidation_crosses_instances(stack):
+    _, nginx = stack
+    client = HttpsClient(nginx.https_port)
+    token = _register_and_login(client, "bob")
+    task_id = client.request("POST", "/api/tasks/", {"title": "v1"}, token)[2]["data"]["id"]
+    caches = [
+        client.request("GET", f"/api/tasks/{task_id}", None, token)[1]["x-cache"] for _ in range(4)
+    ]
+    assert caches[0] == "MISS" and caches[1:] == ["HIT"] * 3  # both instances, one cache
+    assert client.request("PATCH", f"/api/tasks/{task_id}", {"title": "v2"}, token)[0] == 200
+    titles = [
+        client.request("GET", f"/api/tasks/{task_id}", None, token)[2]["data"]["title"]
+        for _ in range(4)
+    ]
+    assert titles == ["v2"] * 4
+
+
+async def test_a_rolling_restart_loses_no_request(stack):
+    instances, nginx = stack
+    setup = HttpsClient(nginx.https_port)
+    token = _register_and_login(setup, "carol")
+    task_id = setup.request("POST", "/api/tasks/", {"title": "steady"}, token)[2]["data"]["id"]
+    stop = threading.Event()
+    outcomes: list[object] = []
+
+    def load() -> None:
+        client = HttpsClient(nginx.https_port)
+        paths = [f"/api/tasks/{task_id}", "/api/tasks/?limit=5", "/health"]
+        while not stop.is_set():
+            for path in paths:
+                try:
+                    status, _, body = client.request("GET", path, None, token)
+                    outcomes.append(status if status == 200 else (status, str(body)[:200]))
+                except Exception as error:  # a lost request: recorded, asserted below
+                    outcomes.append(repr(error))
+
+    loaders = [threading.Thread(target=load) for _ in range(4)]
+    for thread in loaders:
+        thread.start()
+    try:
+        for instance in instances:  # TERM one, bring it back, then the other
+            await asyncio.to_thread(lambda i=instance: (i.stop(), i.start()))
+    finally:
+        stop.set()
+        for thread in loaders:
+            thread.join(timeout=60)
+    failures = [o for o in outcomes if o != 200]
+    assert len(outcomes) > 50
+    assert failures == [], sorted({repr(f) for f in failures})[:5]
+
+
+def test_systemd_units_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        unavailable("systemd-analyze is not installed (apt-get install systemd)")
+    units = []
+    for unit in sorted((PROJECT_ROOT / "config/systemd").glob("*.service")):
+        text = unit.read_text().replace("/opt/taskapi", str(PROJECT_ROOT))
+        name = unit.name.replace("@.service", "@8001.service")
+        (tmp_path / name).write_text(text)
+        units.append(str(tmp_path / name))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *units], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
