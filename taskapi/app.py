@@ -12,6 +12,7 @@ from quart_schema import Info
 
 from taskapi import __version__
 from taskapi.auth.routes import bp as auth_bp
+from taskapi.auth.service import RoleCache
 from taskapi.auth.tokens import init_tokens
 from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
@@ -135,6 +136,7 @@ def _build_state(settings: Settings) -> AppState:
         db=Database(settings),
         passwords=PasswordHasher(settings),
         revocations=revocations,
+        roles=RoleCache(settings.user_cache_seconds),
         redis=pool,
     )
     if settings.cache_enabled:

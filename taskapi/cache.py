@@ -10,6 +10,7 @@ again. When Redis fails, reads fall through to the database and writes log (once
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -18,11 +19,13 @@ import orjson
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
 from aiocache.serializers import BaseSerializer
-from quart import Response, request
+from quart import Response, g, request
 
-from taskapi.auth.guard import Viewer, current_viewer
+from taskapi.auth.guard import CACHED_ATTRIBUTE, Viewer
 from taskapi.errors import APIError
 from taskapi.redis_pool import RedisPool, RedisUnavailable
+from taskapi.revocation import PREFIX as REVOKED_PREFIX
+from taskapi.revocation import RevocationStore
 from taskapi.settings import Settings
 
 T = TypeVar("T")
@@ -46,6 +49,34 @@ def _scope(viewer: Viewer) -> str:
     return "admin" if viewer.is_admin else f"u{viewer.id}"
 
 
+# The revocation check and the cache read of one request, in one round trip: is the token
+# revoked; else the version, and the entry under it (keys outside KEYS: standalone Redis only).
+LOOKUP_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+local version = redis.call('GET', KEYS[2]) or '0'
+return {0, version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """`revoked` is None when Redis could not say; `key` None when nothing may be cached."""
+
+    revoked: bool | None
+    key: str | None = None
+    hit: Response | None = None
+
+
+def _response_from(raw: bytes | None) -> Response | None:
+    if raw is None:
+        return None
+    head, _, body = raw.partition(b"\n")
+    status, headers = orjson.loads(head)
+    response = Response(body, status=status, headers=headers)
+    response.headers["X-Cache"] = "HIT"
+    return response
+
+
 class ResponseCache:
     """Cached GET responses of /api/tasks, shared through Redis or kept in this process."""
 
@@ -53,6 +84,7 @@ class ResponseCache:
         self.pool = pool
         self.ttl = {"list": settings.cache_list_ttl, "detail": settings.cache_detail_ttl}
         self._backend: BaseCache | None = None
+        self._lookup_script: Any = None
 
     async def open(self) -> None:
         """Create the aiocache object in the serving loop (it cannot move between loops)."""
@@ -81,33 +113,45 @@ class ResponseCache:
             return await call()
         return await self.pool.guarded("cache", call)
 
-    async def key_for(self, kind: str, viewer: Viewer, task_id: int | None) -> str | None:
-        """The entry key for this request, or None when the versions cannot be read."""
+    def _key_parts(self, kind: str, viewer: Viewer, task_id: int | None) -> tuple[str, str, str]:
+        """(entry key before the version, after it, the version's key) for this request."""
         origin = f"{request.scheme}://{request.host}"
         query = request.query_string.decode("latin-1")
         if kind == "detail":
             version_key = f"v:t:{task_id}"
         else:
             version_key = "v:all" if viewer.is_admin else f"v:o:{viewer.id}"
-        try:
-            (version,) = await self._call(lambda: self.backend.multi_get([version_key]))
-        except RedisUnavailable:
-            return None
-        number = int(version) if version is not None else 0
-        return f"{kind}:{task_id or ''}:{_scope(viewer)}:{number}:{origin}:{query}"
+        return f"{kind}:{task_id or ''}:{_scope(viewer)}:", f":{origin}:{query}", version_key
 
-    async def get(self, key: str) -> Response | None:
+    async def lookup(
+        self,
+        kind: str,
+        viewer: Viewer,
+        task_id: int | None,
+        jti: str,
+        revocations: RevocationStore,
+    ) -> CacheLookup:
+        """The token's revocation and this request's cache entry, in one Redis round trip."""
+        prefix, suffix, version_key = self._key_parts(kind, viewer, task_id)
+        if self.pool is None:
+            if await revocations.is_revoked(jti):
+                return CacheLookup(True)
+            (version,) = await self.backend.multi_get([version_key])
+            key = f"{prefix}{int(version or 0)}{suffix}"
+            return CacheLookup(False, key, _response_from(await self.backend.get(key)))
+        if self._lookup_script is None:
+            self._lookup_script = self.pool.client.register_script(LOOKUP_LUA)
+        script = self._lookup_script
+        keys = [REVOKED_PREFIX + jti.encode(), self.backend.build_key(version_key)]
+        args = [self.backend.build_key(prefix), suffix]
         try:
-            raw: bytes | None = await self._call(lambda: self.backend.get(key))
+            result = await self.pool.guarded("cache", lambda: script(keys=keys, args=args))
         except RedisUnavailable:
-            return None
-        if raw is None:
-            return None
-        head, _, body = raw.partition(b"\n")
-        status, headers = orjson.loads(head)
-        response = Response(body, status=status, headers=headers)
-        response.headers["X-Cache"] = "HIT"
-        return response
+            return CacheLookup(None)
+        if int(result[0]) == 1:
+            return CacheLookup(True)
+        key = f"{prefix}{result[1].decode()}{suffix}"
+        return CacheLookup(False, key, _response_from(result[2] if len(result) > 2 else None))
 
     async def put(self, key: str, kind: str, response: Response) -> None:
         headers = {k: v for k, v in response.headers.items() if k.lower() not in SKIPPED_HEADERS}
@@ -142,29 +186,32 @@ class ResponseCache:
 def cached(
     kind: str, cache_of: Callable[[], ResponseCache | None]
 ) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
-    """Serve the view from the caller's cache entry when there is one (`X-Cache: HIT`)."""
+    """Serve the view from the caller's cache entry when there is one (`X-Cache: HIT`).
+
+    The lookup itself is made by the auth guard, together with the revocation check (one
+    round trip); this decorator answers from it, or runs the view and stores its answer.
+    """
 
     def decorator(view: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Response:
             cache = cache_of()
-            if cache is None:
+            lookup: CacheLookup | None = g.get("_cache_lookup")
+            if cache is None or lookup is None:
                 return await view(*args, **kwargs)
-            key = await cache.key_for(kind, current_viewer(), kwargs.get("task_id"))
-            if key is not None:
-                hit = await cache.get(key)
-                if hit is not None:
-                    return hit
+            if lookup.hit is not None:
+                return lookup.hit
             try:
                 response = await view(*args, **kwargs)
             except APIError as error:  # errors are never cached
                 error.headers["X-Cache"] = "MISS"
                 raise
-            if key is not None and response.status_code == 200:
-                await cache.put(key, kind, response)
+            if lookup.key is not None and response.status_code == 200:
+                await cache.put(lookup.key, kind, response)
             response.headers["X-Cache"] = "MISS"
             return response
 
+        setattr(wrapper, CACHED_ATTRIBUTE, kind)
         return wrapper
 
     return decorator

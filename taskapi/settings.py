@@ -61,6 +61,8 @@ class Settings:
     cache_enabled: bool = True
     cache_list_ttl: int = 60
     cache_detail_ttl: int = 300
+    # How long a process may reuse a user's role (and existence) before asking the database.
+    user_cache_seconds: float = 5.0
     # Background jobs (arq with Redis; in process without it) and their mail.
     smtp_url: str = ""
     smtp_timeout_seconds: int = 10
@@ -172,6 +174,8 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "bool":
             lowered = raw.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:

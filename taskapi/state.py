@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from quart import current_app
 
+from taskapi.auth.service import RoleCache
 from taskapi.db import Database
 from taskapi.redis_pool import RedisPool
 from taskapi.revocation import RevocationStore
@@ -24,6 +25,7 @@ class AppState:
     db: Database
     passwords: PasswordHasher
     revocations: RevocationStore
+    roles: RoleCache
     redis: RedisPool | None = None
     cache: ResponseCache | None = None
     jobs: JobQueue | None = None

@@ -10,7 +10,6 @@ from typing import Any, ParamSpec, TypeVar
 from quart import g
 from quart_schema import security_scheme
 
-from taskapi.auth import service
 from taskapi.auth.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
 from taskapi.db import request_session
 from taskapi.errors import APIError
@@ -20,6 +19,7 @@ from taskapi.state import app_state
 P = ParamSpec("P")
 R = TypeVar("R")
 BEARER = [{"bearerAuth": []}]
+CACHED_ATTRIBUTE = "_taskapi_cached"  # set by taskapi.cache.cached on the views it serves
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,16 +40,22 @@ def current_viewer() -> Viewer:
     return viewer
 
 
-async def _refuse_revoked(claims: TokenClaims) -> None:
-    state = app_state()
+async def _is_revoked(claims: TokenClaims) -> bool | None:
+    """True or False; None when the revocation store cannot answer."""
     try:
-        revoked = await state.revocations.is_revoked(claims.jti)
+        return await app_state().revocations.is_revoked(claims.jti)
     except RedisUnavailable:
-        if state.settings.revocation_fail_open:
+        return None
+
+
+def _refuse_revoked(revoked: bool | None) -> None:
+    """Apply the answer: 401 when revoked; when unknown, the configured policy."""
+    if revoked is None:
+        if app_state().settings.revocation_fail_open:
             return
         raise APIError(
             503, "Cannot check the token right now. Try again shortly.", code="service_unavailable"
-        ) from None
+        )
     if revoked:
         raise APIError(401, "Token has been revoked.", code="token_revoked")
 
@@ -59,11 +65,22 @@ def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
         @wraps(view)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             claims = read_bearer_token(kind)
-            await _refuse_revoked(claims)
-            role = await service.role_of(request_session(), claims.user_id)
+            state = app_state()
+            role = await state.roles.role_of(request_session, claims.user_id)
             if role is None:
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
-            g.viewer = Viewer(id=claims.user_id, role=role, claims=claims)
+            viewer = Viewer(id=claims.user_id, role=role, claims=claims)
+            g.viewer = viewer
+            cached_kind = getattr(view, CACHED_ATTRIBUTE, None)
+            if cached_kind is not None and state.cache is not None:
+                # one round trip for the revocation check and the cached answer
+                lookup = await state.cache.lookup(
+                    cached_kind, viewer, kwargs.get("task_id"), claims.jti, state.revocations
+                )
+                _refuse_revoked(lookup.revoked)
+                g._cache_lookup = lookup
+            else:
+                _refuse_revoked(await _is_revoked(claims))
             return await view(*args, **kwargs)
 
         return security_scheme(BEARER)(wrapper)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,6 +59,33 @@ async def role_of(session: AsyncSession, user_id: int) -> str | None:
     """The user's current role, or None when the account no longer exists."""
     role: str | None = await session.scalar(select(User.role).where(User.id == user_id))
     return role
+
+
+class RoleCache:
+    """Roles of existing users, reused for `ttl` seconds by this process (0: never).
+
+    A demoted or deleted user keeps the old role (or access) for at most `ttl` seconds in each
+    process; a missing user is never remembered, so a deleted account is refused as soon as its
+    entry expires.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[int, tuple[str, float]] = {}
+
+    async def role_of(
+        self, session_factory: Callable[[], AsyncSession], user_id: int
+    ) -> str | None:
+        now = time.monotonic()
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        role = await role_of(session_factory(), user_id)
+        if role is not None and self.ttl > 0:
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+            self._entries[user_id] = (role, now + self.ttl)
+        return role
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

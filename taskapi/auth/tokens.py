@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+from collections import OrderedDict
 
 import jwt
-from quart import Quart, g, request
+from quart import Quart, current_app, g, request
 from quart_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 
 from taskapi.errors import APIError
@@ -46,6 +48,7 @@ def init_tokens(app: Quart, settings: Settings) -> None:
         JWT_USER_CLAIMS="role",
     )
     JWTManager(app)
+    app.extensions["taskapi.tokens"] = VerifiedTokens()
 
 
 def issue_access_token(user_id: int, role: str) -> str:
@@ -100,7 +103,45 @@ def _verify_bearer() -> TokenClaims:
 
 
 def verify_token(token: str) -> TokenClaims:
-    """Decode and verify one encoded token (signature, expiry, claims), or raise 401."""
+    """Decode and verify one encoded token (signature, expiry, claims), or raise 401.
+
+    A token that verified once is remembered by this process (keyed by its exact bytes, so by
+    its signature too) until it expires: decoding costs more than the rest of a cached read.
+    Revocation is not cached: the guard asks the revocation store on every request.
+    """
+    verified: VerifiedTokens = current_app.extensions["taskapi.tokens"]
+    claims = verified.get(token)
+    if claims is not None:
+        return claims
+    claims = _decode(token)
+    verified.put(token, claims)
+    return claims
+
+
+class VerifiedTokens:
+    """A bounded map of token → claims, each entry valid until the token's own expiry."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, TokenClaims] = OrderedDict()
+
+    def get(self, token: str) -> TokenClaims | None:
+        claims = self._entries.get(token)
+        if claims is None:
+            return None
+        if claims.expires_at <= time.time():
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return claims
+
+    def put(self, token: str, claims: TokenClaims) -> None:
+        self._entries[token] = claims
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+def _decode(token: str) -> TokenClaims:
     try:
         data = decode_token(token)
     except jwt.ExpiredSignatureError:

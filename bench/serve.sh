@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Serve taskapi for a benchmark: $WORKERS hypercorn workers (uvloop) on $PORT, production
+# settings, rate limits on but raised by configuration, no access log (as the peers run).
+# Environment: PORT WORKERS DATABASE_URL REDIS_URL (as compare.sh exports them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TASKAPI_ENV=production
+export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-bench-only-secret-$(date +%s)-0123456789abcdef}"
+export TASKAPI_RATELIMIT_DEFAULT="${TASKAPI_RATELIMIT_DEFAULT:-100000000 per day}"
+export TASKAPI_RATELIMIT_LOGIN="${TASKAPI_RATELIMIT_LOGIN:-1000000 per minute}"
+export TASKAPI_LOG_LEVEL="${TASKAPI_LOG_LEVEL:-WARNING}"
+exec .venv/bin/hypercorn --worker-class uvloop --workers "${WORKERS:-2}" \
+  --bind "127.0.0.1:${PORT:?}" --keep-alive 75 --graceful-timeout 5 asgi:app
