@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz lint install lock clean docs-assets
+.PHONY: run test fuzz bench lint install lock clean docs-assets
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 fuzz: $(STAMP)
 	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/test_fuzz.py
+
+# Load benchmark (needs wrk): a throwaway local PostgreSQL + Redis deployment, or BENCH_ARGS
+# such as "--base https://api.example.com --username U --password P".
+bench: $(STAMP)
+	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,52 @@
+-- taskapi's load scenarios for wrk. Environment: BENCH_TOKEN (bearer access token),
+-- BENCH_IDS (file: one existing task id per line). done() prints "BENCHJSON {...}".
+local M = {}
+local token = os.getenv("BENCH_TOKEN") or "none"
+M.ids = {}
+for line in io.lines(os.getenv("BENCH_IDS")) do
+  local n = tonumber(line)
+  if n then M.ids[#M.ids + 1] = n end
+end
+M.n = #M.ids
+local counter = 0
+
+local function headers(json)
+  local h = { ["Authorization"] = "Bearer " .. token, ["Accept"] = "application/json" }
+  if json then h["Content-Type"] = "application/json" end
+  return h
+end
+
+function M.detail()
+  return wrk.format("GET", "/api/tasks/" .. M.ids[math.random(M.n)], headers(false))
+end
+
+function M.list()
+  return wrk.format("GET", "/api/tasks/?status=pending", headers(false))
+end
+
+function M.create()
+  counter = counter + 1
+  local body = string.format('{"title":"bench task %d","description":"load","status":"pending"}', counter)
+  return wrk.format("POST", "/api/tasks/", headers(true), body)
+end
+
+function M.patch()
+  counter = counter + 1
+  local status = (math.random(2) == 1) and "pending" or "completed"
+  local body = string.format('{"status":"%s","description":"patched %d"}', status, counter)
+  return wrk.format("PATCH", "/api/tasks/" .. M.ids[math.random(M.n)], headers(true), body)
+end
+
+function init(args)
+  math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0) % 100000)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format(
+    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout + summary.errors.status))
+end
+
+return M

@@ -1,0 +1,276 @@
+"""taskapi's own load benchmark (`make bench`): scenarios S1-S4 with wrk, and a login storm.
+
+Against a deployment you run (`--base URL --username U --password P`: the user must exist;
+the benchmark creates its tasks through the API), or, with no --base, against a throwaway local
+deployment it starts itself: PostgreSQL and Redis from the machine's binaries, migrations, and
+`bench/serve.sh` (hypercorn, production settings, rate limits raised by configuration).
+Prints req/s, p50, p99 and errors per scenario, the servers' resident memory, and /health and
+S1 latency during 100 concurrent logins. Speed is measured here, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SCENARIOS = {"S1": "s1_detail", "S2": "s2_list", "S3": "s3_write", "S4": "s4_mixed"}
+
+
+class Client:
+    """One keep-alive HTTP(S) connection; JSON in, (status, body) out."""
+
+    def __init__(self, base: str) -> None:
+        url = urllib.parse.urlsplit(base)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        self.connection = kind(url.hostname or "127.0.0.1", url.port, timeout=60)
+
+    def call(
+        self, method: str, path: str, body: object = None, token: str = ""
+    ) -> tuple[int, object]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        raw = response.read()
+        return response.status, (json.loads(raw) if raw else None)
+
+
+def login(base: str, username: str, password: str) -> str:
+    status, body = Client(base).call(
+        "POST", "/auth/login", {"username": username, "password": password}
+    )
+    if status != 200 or not isinstance(body, dict):
+        sys.exit(f"login as {username!r} failed: {status} {body}")
+    return str(body["access_token"])
+
+
+def create_tasks(base: str, token: str, count: int) -> list[int]:
+    local = threading.local()
+
+    def create(i: int) -> int:
+        if not hasattr(local, "client"):
+            local.client = Client(base)
+        task = {"title": f"bench {i}", "status": "completed" if i % 3 == 0 else "pending"}
+        status, body = local.client.call("POST", "/api/tasks/", task, token)
+        if status != 201 or not isinstance(body, dict):
+            raise RuntimeError(f"create task: {status} {body}")
+        return int(body["data"]["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse.Namespace) -> dict:
+    env = {
+        **os.environ,
+        "BENCH_TOKEN": token,
+        "BENCH_IDS": str(ids_file),
+        "BENCH_LUA_DIR": str(ROOT / "bench" / "lua"),
+    }
+    script = str(ROOT / "bench" / "lua" / f"{SCENARIOS[scenario]}.lua")
+    common = ["-t", str(args.threads), "-c", str(args.connections), "-s", script, base]
+    subprocess.run(
+        ["wrk", "-d", f"{args.warmup}s", *common], env=env, capture_output=True, check=True
+    )
+    out = subprocess.run(
+        ["wrk", "-d", f"{args.duration}s", *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
+    data = json.loads(line.removeprefix("BENCHJSON "))
+    seconds = data["duration_us"] / 1e6
+    return {
+        "rps": data["requests"] / seconds,
+        "p50": data["p50_us"] / 1000,
+        "p99": data["p99_us"] / 1000,
+        "errors": data["errors"],
+    }
+
+
+def login_storm(base: str, username: str, password: str, token: str, task_id: int) -> dict:
+    """/health and S1 latency while 100 logins run at once, beside the same probes at rest."""
+
+    def probe(seconds: float | None, stop: threading.Event | None) -> dict[str, list[float]]:
+        client, found = Client(base), {"health": [], "s1": []}
+        deadline = time.monotonic() + (seconds or 3600)
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            for name, path in (("health", "/health"), ("s1", f"/api/tasks/{task_id}")):
+                started = time.perf_counter()
+                client.call("GET", path, token=token)
+                found[name].append((time.perf_counter() - started) * 1000)
+        return found
+
+    def storm_login(_: int) -> float:
+        started = time.perf_counter()
+        status, _body = Client(base).call(
+            "POST", "/auth/login", {"username": username, "password": password}
+        )
+        if status != 200:
+            raise RuntimeError(f"login during the storm: {status}")
+        return (time.perf_counter() - started) * 1000
+
+    rest = probe(3.0, None)
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(101) as pool:
+        probing = pool.submit(probe, None, stop)
+        logins = list(pool.map(storm_login, range(100)))
+        stop.set()
+        storm = probing.result()
+
+    def pct(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else max(values)
+
+    return {
+        "logins_p50": statistics.median(logins),
+        "logins_max": max(logins),
+        **{
+            f"{k}_{when}_{q}": pct(v, q)
+            for when, found in (("rest", rest), ("storm", storm))
+            for k, v in found.items()
+            for q in (50, 99)
+        },
+    }
+
+
+def resident_memory(pids: list[int]) -> list[str]:
+    sizes = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(f"pid {pid}: {int(line.split()[1]) // 1024} MiB")
+    return sizes
+
+
+@contextlib.contextmanager
+def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
+    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
+    from tests.services import free_port, poll, running_postgres, running_redis
+
+    with running_postgres() as pg, running_redis() as redis:
+        env = {
+            **os.environ,
+            "DATABASE_URL": pg.create_database("bench"),
+            "REDIS_URL": redis.url,
+            "PORT": str(free_port()),
+            "WORKERS": str(workers),
+        }
+        subprocess.run(
+            [str(ROOT / ".venv/bin/taskapi"), "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
+        server = subprocess.Popen(
+            ["bash", str(ROOT / "bench/serve.sh")],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{env['PORT']}"
+
+        def up() -> bool:
+            with contextlib.suppress(OSError):
+                return Client(base).call("GET", "/health")[0] == 200
+            return False
+
+        try:
+            poll(up, "the benchmark server")
+            children = subprocess.run(
+                ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
+            ).stdout.split()
+            yield base, [int(p) for p in children]
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", help="a running taskapi, e.g. https://api.example.com")
+    parser.add_argument("--username", default="bench")
+    parser.add_argument("--password", default="bench-password")
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (local only)")
+    parser.add_argument("--scenarios", default="S1 S2 S3 S4")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+
+    with contextlib.ExitStack() as stack:
+        pids: list[int] = []
+        base = args.base
+        if base is None:
+            base, pids = stack.enter_context(local_deployment(args.workers))
+            Client(base).call(
+                "POST",
+                "/auth/register",
+                {
+                    "username": args.username,
+                    "email": f"{args.username}@example.com",
+                    "password": args.password,
+                },
+            )
+        token = login(base, args.username, args.password)
+        ids = create_tasks(base, token, args.tasks)
+        ids_file = Path(tempfile.mkstemp(prefix="taskapi-bench-ids-")[1])
+        ids_file.write_text("\n".join(map(str, ids)) + "\n")
+        print(
+            f"taskapi at {base}: {len(ids)} tasks; wrk -t{args.threads} -c{args.connections}, "
+            f"{args.duration}s per scenario after {args.warmup}s warm-up"
+        )
+        print(f"{'scenario':<9}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for scenario in args.scenarios.split():
+            result = run_wrk(base, scenario, token, ids_file, args)
+            print(
+                f"{scenario:<9}{result['rps']:>10.0f}{result['p50']:>10.2f}"
+                f"{result['p99']:>10.2f}{result['errors']:>8}"
+            )
+        if pids:
+            print("resident memory after the run: " + ", ".join(resident_memory(pids)))
+        storm = login_storm(base, args.username, args.password, token, ids[0])
+        print(
+            "login storm (100 concurrent logins): "
+            f"logins p50 {storm['logins_p50']:.0f} ms, slowest {storm['logins_max']:.0f} ms"
+        )
+        for name in ("health", "s1"):
+            print(
+                f"  {name:<7} at rest p50 {storm[f'{name}_rest_50']:.2f} ms p99 "
+                f"{storm[f'{name}_rest_99']:.2f} ms | during the storm p50 "
+                f"{storm[f'{name}_storm_50']:.2f} ms p99 {storm[f'{name}_storm_99']:.2f} ms"
+            )
+
+
+if __name__ == "__main__":
+    main()
