@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TASKAPI_ENV=production
-export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-bench-only-secret-$(date +%s)-0123456789abcdef}"
+# fixed, so tokens stay valid across restarts of a benchmark run; never used in production
+export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-bench-only-secret-not-for-production-0123456789}"
 export TASKAPI_RATELIMIT_DEFAULT="${TASKAPI_RATELIMIT_DEFAULT:-100000000 per day}"
 export TASKAPI_RATELIMIT_LOGIN="${TASKAPI_RATELIMIT_LOGIN:-1000000 per minute}"
 export TASKAPI_LOG_LEVEL="${TASKAPI_LOG_LEVEL:-WARNING}"
