@@ -127,7 +127,11 @@ class Database:
     async def connect(self) -> None:
         if self._engine is None:
             self._engine = create_engine(self.settings)
-            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+            # Every statement of ours is complete on its own (ownership in the WHERE clause,
+            # INSERT/UPDATE/DELETE ... RETURNING), so sessions run in autocommit: one round
+            # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
+            autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._sessions = async_sessionmaker(autocommit, expire_on_commit=False)
 
     async def dispose(self) -> None:
         if self._engine is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,16 +44,21 @@ class Task(Base):
 
     def to_dict(self) -> dict[str, object]:
         """The task as the API shows it."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status,
-            "due_date": self.due_date.isoformat() if self.due_date else None,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "owner_id": self.owner_id,
-        }
+        return task_payload(self)
+
+
+def task_payload(task: Any) -> dict[str, object]:
+    """A task (an ORM object or a row of the tasks table) as the API shows it."""
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "due_date": task.due_date.isoformat() if task.due_date else None,
+        "created_at": task.created_at.isoformat(),
+        "updated_at": task.updated_at.isoformat(),
+        "owner_id": task.owner_id,
+    }
 
 
 # The list query's indexes: a user's tasks newest first, with and without the status filter.

@@ -12,6 +12,7 @@ from taskapi.cache import cached
 from taskapi.db import request_session
 from taskapi.docs import empty_response, errors, response_headers
 from taskapi.errors import APIError
+from taskapi.models import task_payload
 from taskapi.ratelimit import default_limits
 from taskapi.responses import no_content, success
 from taskapi.state import response_cache
@@ -78,7 +79,7 @@ async def list_tasks() -> Response:
         next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(query)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return success(
-        [task.to_dict() for task in tasks],
+        [task_payload(task) for task in tasks],
         meta={"count": len(tasks), "next_cursor": token},
         headers=headers,
     )
@@ -99,7 +100,7 @@ async def create_task(data: TaskCreate) -> Response:
     )
     await enqueue_quietly("send_task_created_email", task.id, current_viewer().id)
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
-    return success(task.to_dict(), 201, headers={"Location": location})
+    return success(task_payload(task), 201, headers={"Location": location})
 
 
 @bp.get(TASK_ID)
@@ -113,7 +114,7 @@ async def create_task(data: TaskCreate) -> Response:
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
     task = await service.get_task_for(request_session(), current_viewer(), task_id)
-    return success(task.to_dict())
+    return success(task_payload(task))
 
 
 @bp.put(TASK_ID)
@@ -128,7 +129,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
     task = await service.update_task(
         request_session(), current_viewer(), task_id, data.model_dump(), cache=response_cache()
     )
-    return success(task.to_dict())
+    return success(task_payload(task))
 
 
 @bp.patch(TASK_ID)
@@ -146,7 +147,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     task = await service.update_task(
         request_session(), current_viewer(), task_id, changes, cache=response_cache()
     )
-    return success(task.to_dict())
+    return success(task_payload(task))
 
 
 @bp.delete(TASK_ID)
