@@ -42,10 +42,6 @@ class Task(Base):
 
     __table_args__ = (CheckConstraint("status IN ('pending', 'completed')", name="status"),)
 
-    def to_dict(self) -> dict[str, object]:
-        """The task as the API shows it."""
-        return task_payload(self)
-
 
 def task_payload(task: Any) -> dict[str, object]:
     """A task (an ORM object or a row of the tasks table) as the API shows it."""
