@@ -25,9 +25,10 @@ from typing import Any, Protocol, TypeVar
 from quart import Quart, Response, current_app, g, request
 from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, RateLimit, RateLimiter
 
-from taskapi.auth.tokens import peek_access_user_id
+from taskapi.auth.tokens import peek_access_claims
 from taskapi.errors import APIError
 from taskapi.redis_pool import RedisPool, RedisUnavailable
+from taskapi.revocation import PREFIX as REVOKED_PREFIX
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,12 +124,22 @@ class Decision:
     retry_after: int = 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GcraResult:
+    """When allowed: each limit's separation (ms) after the update in `values`. When not: the
+    rejecting limit's `index` and [retry_after_ms, separation_ms]. `revoked`: the token's
+    revocation, when it was asked for and the step ran in Redis; else None."""
+
+    allowed: bool
+    index: int
+    values: list[float]
+    revoked: bool | None = None
+
+
 class GcraBackend(Protocol):
     async def hit(
-        self, keys: Sequence[str], limits: Sequence[RateLimit]
-    ) -> tuple[bool, int, list[float]]:
-        """(allowed, index, values): when allowed, each limit's separation (ms) after the update;
-        when not, the rejecting limit's index and [retry_after_ms, separation_ms]."""
+        self, keys: Sequence[str], limits: Sequence[RateLimit], revoked_key: bytes | None = None
+    ) -> GcraResult: ...
 
 
 class MemoryGcra:
@@ -139,15 +150,15 @@ class MemoryGcra:
         self._hits = 0
 
     async def hit(
-        self, keys: Sequence[str], limits: Sequence[RateLimit]
-    ) -> tuple[bool, int, list[float]]:
+        self, keys: Sequence[str], limits: Sequence[RateLimit], revoked_key: bytes | None = None
+    ) -> GcraResult:
         now = time.time() * 1000
         tats = []
         for index, (key, limit) in enumerate(zip(keys, limits, strict=True)):
             interval, period = limit.inverse * 1000, limit.period.total_seconds() * 1000
             tat = max(self._tats.get(key, now), now)
             if tat - now > period - interval:
-                return False, index, [tat - (period - interval) - now, tat - now]
+                return GcraResult(False, index, [tat - (period - interval) - now, tat - now])
             tats.append(tat)
         separations = []
         for key, limit, tat in zip(keys, limits, tats, strict=True):
@@ -157,16 +168,20 @@ class MemoryGcra:
         self._hits += 1
         if self._hits % 10_000 == 0:
             self._tats = {k: v for k, v in self._tats.items() if v > now}
-        return True, 0, separations
+        return GcraResult(True, 0, separations)
 
 
+# KEYS: the limits' keys, then (optionally) the request token's revocation key, whose
+# existence rides along in the same round trip for the auth guard. ARGV: the number of limits,
+# then (emission interval ms, period ms) per limit.
 GCRA_LUA = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local n = tonumber(ARGV[1])
 local tats = {}
-for i = 1, #KEYS do
-  local interval, period = tonumber(ARGV[2*i-1]), tonumber(ARGV[2*i])
+for i = 1, n do
+  local interval, period = tonumber(ARGV[2*i]), tonumber(ARGV[2*i+1])
   local stored = redis.call('GET', KEYS[i])
   local tat = now
   if stored then tat = math.max(tonumber(stored), now) end
@@ -175,9 +190,11 @@ for i = 1, #KEYS do
   end
   tats[i] = tat
 end
-local out = {1, 0}
-for i = 1, #KEYS do
-  local new_tat = tats[i] + tonumber(ARGV[2*i-1])
+local revoked = -1
+if #KEYS > n then revoked = redis.call('EXISTS', KEYS[n + 1]) end
+local out = {1, revoked}
+for i = 1, n do
+  local new_tat = tats[i] + tonumber(ARGV[2*i])
   redis.call('SET', KEYS[i], tostring(new_tat), 'PX', math.ceil(new_tat - now))
   out[#out + 1] = tostring(new_tat - now)
 end
@@ -193,18 +210,23 @@ class RedisGcra:
         self._script: Any = None
 
     async def hit(
-        self, keys: Sequence[str], limits: Sequence[RateLimit]
-    ) -> tuple[bool, int, list[float]]:
+        self, keys: Sequence[str], limits: Sequence[RateLimit], revoked_key: bytes | None = None
+    ) -> GcraResult:
         if self._script is None:
             self._script = self.pool.client.register_script(GCRA_LUA)
-        args: list[float] = []
+        args: list[float] = [len(limits)]
         for limit in limits:
             args += [limit.inverse * 1000, limit.period.total_seconds() * 1000]
-        redis_keys = [f"taskapi:rl:{key}" for key in keys]
-        result = await self.pool.guarded(
-            "rate limiter", lambda: self._script(keys=redis_keys, args=args)
-        )
-        return bool(int(result[0])), int(result[1]), [float(v) for v in result[2:]]
+        redis_keys: list[str | bytes] = [f"taskapi:rl:{key}" for key in keys]
+        if revoked_key is not None:
+            redis_keys.append(revoked_key)
+        script = self._script
+        result = await self.pool.guarded("rate limiter", lambda: script(keys=redis_keys, args=args))
+        values = [float(v) for v in result[2:]]
+        if not int(result[0]):
+            return GcraResult(False, int(result[1]), values)
+        revoked = None if int(result[1]) < 0 else bool(int(result[1]))
+        return GcraResult(True, 0, values, revoked)
 
 
 # --- the limiter ------------------------------------------------------------------------------
@@ -232,8 +254,10 @@ class SharedRateLimiter(RateLimiter):
         self.init_app(app, enabled=enabled)
 
     async def _client_key(self) -> str:
-        user_id = peek_access_user_id()
-        return f"user:{user_id}" if user_id is not None else f"ip:{client_ip(self.trusted_proxies)}"
+        claims = peek_access_claims()
+        if claims is not None:
+            return f"user:{claims.user_id}"
+        return f"ip:{client_ip(self.trusted_proxies)}"
 
     def _get_limits_for_view_function(
         self, view_func: Callable[..., Any], blueprint: Any
@@ -253,12 +277,17 @@ class SharedRateLimiter(RateLimiter):
         if not limits:
             return
         keys = [await self._create_key(endpoint, limit) for limit in limits]
+        claims = peek_access_claims()
+        revoked_key = REVOKED_PREFIX + claims.jti.encode() if claims is not None else None
         try:
-            allowed, index, values = await self.backend.hit(keys, limits)
+            result = await self.backend.hit(keys, limits, revoked_key)
         except RedisUnavailable:
             if self.fail_open:
                 return
             raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
+        allowed, index, values = result.allowed, result.index, result.values
+        if claims is not None and result.revoked is not None:
+            g._revocation_prefetch = (claims.jti, result.revoked)  # for the auth guard
         if not allowed:
             retry_after = max(1, math.ceil(values[0] / 1000))
             g._rate_decision = Decision(

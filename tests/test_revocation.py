@@ -121,3 +121,19 @@ def test_memory_revocations_expire_with_the_token():
         return await store.is_revoked("live"), await store.is_revoked("dead")
 
     assert asyncio.run(scenario()) == (True, False)
+
+
+async def test_revocation_holds_when_the_rate_limiter_asks_for_it(make_apps):
+    """With limits on, the limiter's Redis step also reads the token's revocation (one round
+    trip); every route must still refuse the revoked token and accept a fresh one."""
+    (app,) = await make_apps(1, ratelimit_enabled=True, ratelimit_default="1000 per minute")
+    account, other = await create_account(app), await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    for method, path in (("get", "/auth/me"), ("get", url), ("get", "/api/tasks/"), ("patch", url)):
+        response = await getattr(client, method)(path, headers=account.headers, json={"title": "x"})
+        assert response.status_code == 401, (method, path)
+        assert (await response.get_json())["error"]["code"] == "token_revoked"
+    assert (await client.get("/auth/me", headers=other.headers)).status_code == 200

@@ -41,7 +41,11 @@ def current_viewer() -> Viewer:
 
 
 async def _is_revoked(claims: TokenClaims) -> bool | None:
-    """True or False; None when the revocation store cannot answer."""
+    """True or False; None when the revocation store cannot answer. The rate limiter may have
+    asked already, in the same round trip as its own step, moments earlier in this request."""
+    prefetched: tuple[str, bool] | None = g.get("_revocation_prefetch")
+    if prefetched is not None and prefetched[0] == claims.jti:
+        return prefetched[1]
     try:
         return await app_state().revocations.is_revoked(claims.jti)
     except RedisUnavailable:

@@ -81,12 +81,12 @@ def read_bearer_token(kind: str) -> TokenClaims:
     return outcome
 
 
-def peek_access_user_id() -> int | None:
-    """The user id of a valid access token on this request, or None; never raises."""
+def peek_access_claims() -> TokenClaims | None:
+    """The claims of a valid access token on this request, or None; never raises."""
     if "Authorization" not in request.headers:
         return None
     try:
-        return read_bearer_token(ACCESS).user_id
+        return read_bearer_token(ACCESS)
     except APIError:
         return None
 
