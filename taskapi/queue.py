@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
 from arq.jobs import Job, JobStatus
+from arq.jobs import serialize_job as serialize_arq_job
 from quart import current_app
 
 from taskapi.jobs import JOBS_BY_NAME, JobResources, deserialize_job, serialize_job
@@ -62,16 +64,27 @@ class ArqQueue:
     async def enqueue(
         self, function: str, task_id: int, *, requested_by: int, request_id: str | None = None
     ) -> str:
-        redis = self._redis()
-        job = await self.pool.guarded(
-            "job queue",
-            lambda: redis.enqueue_job(
-                function, task_id, requested_by=requested_by, request_id=request_id
-            ),
+        """Write the job as arq's `enqueue_job` does, in one round trip instead of three.
+
+        arq WATCHes the job key first so that a caller-chosen `_job_id` is never enqueued twice;
+        our ids are fresh uuid4s, so the job and its place in the queue go in one MULTI/EXEC.
+        """
+        job_id = uuid.uuid4().hex
+        now_ms = int(time.time() * 1000)
+        kwargs = {"requested_by": requested_by, "request_id": request_id}
+        payload = serialize_arq_job(
+            function, (task_id,), kwargs, None, now_ms, serializer=serialize_job
         )
-        if job is None:  # only with a duplicate _job_id, which we never pass
-            raise RuntimeError("arq refused the job")
-        return job.job_id
+        client = self.pool.client
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.psetex(job_key_prefix + job_id, expires_extra_ms, payload)
+                pipe.zadd(default_queue_name, {job_id: now_ms})
+                await pipe.execute()
+
+        await self.pool.guarded("job queue", write)
+        return job_id
 
     async def view(self, job_id: str) -> JobView:
         job = Job(job_id, self._redis(), _deserializer=deserialize_job)
