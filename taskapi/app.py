@@ -166,6 +166,7 @@ def _init_rate_limiter(app: Quart, state: AppState) -> SharedRateLimiter:
         enabled=settings.ratelimit_enabled,
         fail_open=settings.ratelimit_fail_open,
         trusted_proxies=trusted,
+        defer_cached_views=state.cache is not None and state.redis is not None,
     )
 
 

@@ -23,6 +23,14 @@ from quart import Response, g, request
 
 from taskapi.auth.guard import CACHED_ATTRIBUTE, Viewer
 from taskapi.errors import APIError
+from taskapi.ratelimit import (
+    GCRA_STEP_LUA,
+    GcraResult,
+    RateStep,
+    RedisGcra,
+    gcra_args,
+    gcra_rejection,
+)
 from taskapi.redis_pool import RedisPool, RedisUnavailable
 from taskapi.revocation import PREFIX as REVOKED_PREFIX
 from taskapi.revocation import RevocationStore
@@ -49,22 +57,34 @@ def _scope(viewer: Viewer) -> str:
     return "admin" if viewer.is_admin else f"u{viewer.id}"
 
 
-# The revocation check and the cache read of one request, in one round trip: is the token
-# revoked; else the version, and the entry under it (keys outside KEYS: standalone Redis only).
-LOOKUP_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
-local version = redis.call('GET', KEYS[2]) or '0'
-return {0, version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+# One request's rate-limit step (when the limiter left it to us: n may be 0), revocation check
+# and cache read, in one round trip. KEYS: n limit keys, the revocation key, the version key
+# (the entry's key is built here from ARGV, so: standalone Redis only). ARGV: the GCRA step's,
+# then the entry key's prefix and suffix around the version. Reply: the step's rejection, or
+# {1, revoked, seps..., version, entry}.
+LOOKUP_LUA = (
+    GCRA_STEP_LUA
+    + """
+local out = {1, redis.call('EXISTS', KEYS[n + 1])}
+for i = 1, n do out[#out + 1] = seps[i] end
+if out[2] == 1 then return out end
+local version = redis.call('GET', KEYS[n + 2]) or '0'
+out[#out + 1] = version
+out[#out + 1] = redis.call('GET', ARGV[2*n + 2] .. version .. ARGV[2*n + 3])
+return out
 """
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CacheLookup:
-    """`revoked` is None when Redis could not say; `key` None when nothing may be cached."""
+    """`revoked` is None when Redis could not say; `key` None when nothing may be cached;
+    `rate` the outcome of a rate-limit step run with the lookup (None: not run, or no answer)."""
 
     revoked: bool | None
     key: str | None = None
     hit: Response | None = None
+    rate: GcraResult | None = None
 
 
 def _response_from(raw: bytes | None) -> Response | None:
@@ -130,8 +150,10 @@ class ResponseCache:
         task_id: int | None,
         jti: str,
         revocations: RevocationStore,
+        step: RateStep | None = None,
     ) -> CacheLookup:
-        """The token's revocation and this request's cache entry, in one Redis round trip."""
+        """The token's revocation and this request's cache entry (and the rate-limit `step`
+        the limiter deferred, if any), in one Redis round trip."""
         prefix, suffix, version_key = self._key_parts(kind, viewer, task_id)
         if self.pool is None:
             if await revocations.is_revoked(jti):
@@ -142,16 +164,24 @@ class ResponseCache:
         if self._lookup_script is None:
             self._lookup_script = self.pool.client.register_script(LOOKUP_LUA)
         script = self._lookup_script
-        keys = [REVOKED_PREFIX + jti.encode(), self.backend.build_key(version_key)]
-        args = [self.backend.build_key(prefix), suffix]
+        limits = step.limits if step is not None else ()
+        keys: list[str | bytes] = RedisGcra.redis_keys(step.keys) if step is not None else []
+        keys += [REVOKED_PREFIX + jti.encode(), self.backend.build_key(version_key)]
+        args = [*gcra_args(limits), self.backend.build_key(prefix), suffix]
         try:
             result = await self.pool.guarded("cache", lambda: script(keys=keys, args=args))
         except RedisUnavailable:
             return CacheLookup(None)
-        if int(result[0]) == 1:
-            return CacheLookup(True)
-        key = f"{prefix}{result[1].decode()}{suffix}"
-        return CacheLookup(False, key, _response_from(result[2] if len(result) > 2 else None))
+        rejection = gcra_rejection(result)
+        if rejection is not None:
+            return CacheLookup(None, rate=rejection)
+        n = len(limits)
+        rate = GcraResult(True, 0, [float(v) for v in result[2 : 2 + n]]) if n else None
+        if int(result[1]) == 1:
+            return CacheLookup(True, rate=rate)
+        version, entry = result[2 + n], result[3 + n] if len(result) > 3 + n else None
+        key = f"{prefix}{version.decode()}{suffix}"
+        return CacheLookup(False, key, _response_from(entry), rate)
 
     async def put(self, key: str, kind: str, response: Response) -> None:
         headers = {k: v for k, v in response.headers.items() if k.lower() not in SKIPPED_HEADERS}

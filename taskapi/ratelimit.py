@@ -12,6 +12,7 @@ limit) or `@exempt`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -25,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from quart import Quart, Response, current_app, g, request
 from quart_rate_limiter import QUART_RATE_LIMITER_EXEMPT_ATTRIBUTE, RateLimit, RateLimiter
 
+from taskapi.auth.guard import CACHED_ATTRIBUTE
 from taskapi.auth.tokens import peek_access_claims
 from taskapi.errors import APIError
 from taskapi.redis_pool import RedisPool, RedisUnavailable
@@ -136,6 +138,19 @@ class GcraResult:
     revoked: bool | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateStep:
+    """A GCRA step the limiter left to the auth guard: a cached read's guard runs it inside
+    the response cache's lookup script, then hands the outcome to `settle`."""
+
+    keys: list[str]
+    limits: list[RateLimit]
+    settle: Callable[[Sequence[RateLimit], GcraResult | None], None]
+
+    def apply(self, result: GcraResult | None) -> None:
+        self.settle(self.limits, result)
+
+
 class GcraBackend(Protocol):
     async def hit(
         self, keys: Sequence[str], limits: Sequence[RateLimit], revoked_key: bytes | None = None
@@ -171,10 +186,12 @@ class MemoryGcra:
         return GcraResult(True, 0, separations)
 
 
-# KEYS: the limits' keys, then (optionally) the request token's revocation key, whose
-# existence rides along in the same round trip for the auth guard. ARGV: the number of limits,
-# then (emission interval ms, period ms) per limit.
-GCRA_LUA = """
+# The GCRA step in Lua, shared by the limiter's own script below and the response cache's
+# lookup (which runs it first, so a cached read costs one round trip in all). KEYS[1..n]: the
+# limits' keys; ARGV[1]: n, then (emission interval ms, period ms) per limit. A rejection
+# returns {0, index, retry_after_ms, separation_ms}; otherwise `seps` holds each limit's
+# separation after the update.
+GCRA_STEP_LUA = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -190,16 +207,41 @@ for i = 1, n do
   end
   tats[i] = tat
 end
-local revoked = -1
-if #KEYS > n then revoked = redis.call('EXISTS', KEYS[n + 1]) end
-local out = {1, revoked}
+local seps = {}
 for i = 1, n do
   local new_tat = tats[i] + tonumber(ARGV[2*i])
   redis.call('SET', KEYS[i], tostring(new_tat), 'PX', math.ceil(new_tat - now))
-  out[#out + 1] = tostring(new_tat - now)
+  seps[i] = tostring(new_tat - now)
 end
+"""
+
+# The limiter's script: the step, then (when KEYS has one more) the existence of the request
+# token's revocation key, which rides along for the auth guard. {1, revoked or -1, seps...}.
+GCRA_LUA = (
+    GCRA_STEP_LUA
+    + """
+local revoked = -1
+if #KEYS > n then revoked = redis.call('EXISTS', KEYS[n + 1]) end
+local out = {1, revoked}
+for i = 1, n do out[#out + 1] = seps[i] end
 return out
 """
+)
+
+
+def gcra_args(limits: Sequence[RateLimit]) -> list[float]:
+    """ARGV of the GCRA step for these limits."""
+    args: list[float] = [len(limits)]
+    for limit in limits:
+        args += [limit.inverse * 1000, limit.period.total_seconds() * 1000]
+    return args
+
+
+def gcra_rejection(result: Sequence[Any]) -> GcraResult | None:
+    """The step's rejection, read off a script's reply; None when the request is allowed."""
+    if int(result[0]):
+        return None
+    return GcraResult(False, int(result[1]), [float(v) for v in result[2:4]])
 
 
 class RedisGcra:
@@ -209,24 +251,26 @@ class RedisGcra:
         self.pool = pool
         self._script: Any = None
 
+    @staticmethod
+    def redis_keys(keys: Sequence[str]) -> list[str | bytes]:
+        return [f"taskapi:rl:{key}" for key in keys]
+
     async def hit(
         self, keys: Sequence[str], limits: Sequence[RateLimit], revoked_key: bytes | None = None
     ) -> GcraResult:
         if self._script is None:
             self._script = self.pool.client.register_script(GCRA_LUA)
-        args: list[float] = [len(limits)]
-        for limit in limits:
-            args += [limit.inverse * 1000, limit.period.total_seconds() * 1000]
-        redis_keys: list[str | bytes] = [f"taskapi:rl:{key}" for key in keys]
+        args = gcra_args(limits)
+        redis_keys = self.redis_keys(keys)
         if revoked_key is not None:
             redis_keys.append(revoked_key)
         script = self._script
         result = await self.pool.guarded("rate limiter", lambda: script(keys=redis_keys, args=args))
-        values = [float(v) for v in result[2:]]
-        if not int(result[0]):
-            return GcraResult(False, int(result[1]), values)
+        rejection = gcra_rejection(result)
+        if rejection is not None:
+            return rejection
         revoked = None if int(result[1]) < 0 else bool(int(result[1]))
-        return GcraResult(True, 0, values, revoked)
+        return GcraResult(True, 0, [float(v) for v in result[2:]], revoked)
 
 
 # --- the limiter ------------------------------------------------------------------------------
@@ -245,8 +289,10 @@ class SharedRateLimiter(RateLimiter):
         enabled: bool,
         fail_open: bool,
         trusted_proxies: Sequence[Network],
+        defer_cached_views: bool = False,
     ) -> None:
         self.backend = backend
+        self.defer_cached_views = defer_cached_views
         self.named = named
         self.fail_open = fail_open
         self.trusted_proxies = tuple(trusted_proxies)
@@ -273,25 +319,43 @@ class SharedRateLimiter(RateLimiter):
         if not current_app.config["QUART_RATE_LIMITER_ENABLED"]:
             return
         endpoint = request.endpoint
-        limits = self._get_limits_for_view_function(current_app.view_functions.get(endpoint), None)
+        view = current_app.view_functions.get(endpoint)
+        limits = self._get_limits_for_view_function(view, None)
         if not limits:
             return
         keys = [await self._create_key(endpoint, limit) for limit in limits]
         claims = peek_access_claims()
+        if (
+            claims is not None
+            and self.defer_cached_views
+            and isinstance(self.backend, RedisGcra)
+            and getattr(view, CACHED_ATTRIBUTE, None) is not None
+        ):
+            # A cached read: the auth guard runs this step inside the cache's lookup script
+            # (one round trip for limit, revocation and cached answer) and settles it.
+            g._rate_step = RateStep(keys, limits, self.settle)
+            return
         revoked_key = REVOKED_PREFIX + claims.jti.encode() if claims is not None else None
         try:
-            result = await self.backend.hit(keys, limits, revoked_key)
+            result: GcraResult | None = await self.backend.hit(keys, limits, revoked_key)
         except RedisUnavailable:
+            result = None
+        if claims is not None and result is not None and result.revoked is not None:
+            g._revocation_prefetch = (claims.jti, result.revoked)  # for the auth guard
+        self.settle(limits, result)
+
+    def settle(self, limits: Sequence[RateLimit], result: GcraResult | None) -> None:
+        """Apply a GCRA step's outcome (None: Redis could not answer): 429, or the headers'
+        figures for `_after_request`."""
+        if result is None:
             if self.fail_open:
                 return
-            raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
-        allowed, index, values = result.allowed, result.index, result.values
-        if claims is not None and result.revoked is not None:
-            g._revocation_prefetch = (claims.jti, result.revoked)  # for the auth guard
-        if not allowed:
+            raise APIError(503, "Rate limiting is unavailable. Try again shortly.")
+        values = result.values
+        if not result.allowed:
             retry_after = max(1, math.ceil(values[0] / 1000))
             g._rate_decision = Decision(
-                False, limits[index], 0, math.ceil(values[1] / 1000), retry_after
+                False, limits[result.index], 0, math.ceil(values[1] / 1000), retry_after
             )
             raise APIError(
                 429,
@@ -305,6 +369,12 @@ class SharedRateLimiter(RateLimiter):
         g._rate_decision = Decision(True, limit, max(0, remaining), math.ceil(separation / 1000))
 
     async def _after_request(self, response: Response) -> Response:
+        step: RateStep | None = g.pop("_rate_step", None)
+        if step is not None:
+            # deferred to the guard, which answered before its lookup (e.g. a deleted user):
+            # the request still counts against the limits
+            with contextlib.suppress(RedisUnavailable):
+                await self.backend.hit(step.keys, step.limits)
         decision: Decision | None = g.get("_rate_decision")
         if decision is not None:
             response.headers["RateLimit-Limit"] = str(decision.limit.count)

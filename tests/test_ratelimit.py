@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+from sqlalchemy import delete
 
+from taskapi.models import User
 from taskapi.ratelimit import DECISION_ATTRIBUTE, parse_limits
 from tests.conftest import create_account
 
@@ -67,6 +71,78 @@ async def test_authenticated_requests_are_keyed_by_user_not_address(make_apps):
         assert (await client.get("/auth/me", headers=alice.headers)).status_code == 200
     assert (await client.get("/auth/me", headers=alice.headers)).status_code == 429
     assert (await client.get("/auth/me", headers=bob.headers)).status_code == 200
+
+
+async def test_cached_reads_share_one_budget_exactly(make_apps):
+    """A cached route's limit runs inside the cache lookup's script: still exact across
+    processes, hits and misses alike."""
+    first, second = await make_apps(2, ratelimit_default="4 per minute", **LIMITED)
+    account = await create_account(first)
+    clients = [first.test_client(), second.test_client()]
+    created = await clients[0].post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+    warm = await clients[0].get(url, headers=account.headers)
+    assert warm.status_code == 200  # the cache holds the answer; 1 of this route's 4 spent
+    responses = await asyncio.gather(
+        *(clients[i % 2].get(url, headers=account.headers) for i in range(30))
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 3, statuses
+    assert statuses.count(429) == 27
+    refused = next(r for r in responses if r.status_code == 429)
+    assert (await refused.get_json())["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
+async def _commands_received_during(redis_url: str, action: Any) -> list[str]:
+    """The commands Redis received from clients while `action` ran, read with MONITOR (whose
+    lines tell a script's own commands apart); a marker ends the reading."""
+    marker = "end-of-observation"
+    async with Redis.from_url(redis_url) as probe, probe.monitor() as monitor:
+        await action()
+        await probe.echo(marker)
+        seen = []
+        while True:
+            line = await monitor.next_command()
+            if line["command"] == f"ECHO {marker}":
+                return seen
+            if line["client_type"] != "lua" and not line["command"].startswith("CLIENT "):
+                seen.append(line["command"].split(" ", 1)[0].upper())
+
+
+async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, redis_server):
+    (app,) = await make_apps(1, ratelimit_default="1000 per minute", **LIMITED)
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+    miss = await client.get(url, headers=account.headers)
+    responses = []
+
+    async def read() -> None:
+        responses.append(await client.get(url, headers=account.headers))
+
+    commands = await _commands_received_during(redis_server.url, read)
+    (hit,) = responses
+    assert hit.headers["X-Cache"] == "HIT"
+    assert commands == ["EVALSHA"]  # limit, revocation and cached answer together
+    remaining = [int(r.headers["RateLimit-Remaining"]) for r in (miss, hit)]
+    assert remaining[1] < remaining[0], remaining  # and the limit step did run
+
+
+async def test_a_request_refused_before_the_lookup_still_counts(make_apps, redis_server):
+    """The guard answers 401 for a deleted user before its cache lookup, where the deferred
+    limit step would have run: the limiter counts the request afterwards instead."""
+    (app,) = await make_apps(1, ratelimit_default="1000 per minute", **LIMITED)
+    account = await create_account(app)
+    async with app.extensions["taskapi"].db.session() as session:
+        await session.execute(delete(User).where(User.id == account.id))
+        await session.commit()
+    response = await app.test_client().get("/api/tasks/", headers=account.headers)
+    assert response.status_code == 401
+    async with Redis.from_url(redis_server.url) as probe:
+        keys = [key async for key in probe.scan_iter(f"taskapi:rl:*user:{account.id}*")]
+    assert len(keys) == 1, keys
 
 
 async def test_a_client_cannot_choose_its_key_with_x_forwarded_for(make_apps):

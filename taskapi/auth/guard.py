@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from quart import g
 from quart_schema import security_scheme
@@ -15,6 +15,9 @@ from taskapi.db import request_session
 from taskapi.errors import APIError
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.state import app_state
+
+if TYPE_CHECKING:
+    from taskapi.ratelimit import RateStep
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -77,10 +80,14 @@ def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
             g.viewer = viewer
             cached_kind = getattr(view, CACHED_ATTRIBUTE, None)
             if cached_kind is not None and state.cache is not None:
-                # one round trip for the revocation check and the cached answer
+                # one round trip for the rate limit (when the limiter left it to us), the
+                # revocation check and the cached answer
+                step: RateStep | None = g.pop("_rate_step", None)
                 lookup = await state.cache.lookup(
-                    cached_kind, viewer, kwargs.get("task_id"), claims.jti, state.revocations
+                    cached_kind, viewer, kwargs.get("task_id"), claims.jti, state.revocations, step
                 )
+                if step is not None:
+                    step.apply(lookup.rate)
                 _refuse_revoked(lookup.revoked)
                 g._cache_lookup = lookup
             else:
