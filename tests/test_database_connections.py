@@ -65,3 +65,20 @@ def test_only_connections_idle_long_enough_are_pinged():
     assert not needs_ping(98.0, 100.0, 5.0)  # in steady use
     assert needs_ping(95.0, 100.0, 5.0)
     assert needs_ping(100.0, 100.0, 0.0)  # 0: every checkout, like pool_pre_ping
+
+
+async def test_a_request_holds_one_pooled_connection_at_most(make_apps):
+    """The guard's role lookup, the ORM session of the auth routes and the task statements
+    share the request's one connection: with a pool of one, every route still answers (two
+    per request would wait on the pool forever)."""
+    (app,) = await make_apps(
+        1, backend="memory", db_pool_size=1, db_max_overflow=0, cache_enabled=False
+    )
+    account = await create_account(app)
+    client = app.test_client()
+    assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    assert created.status_code == 201
+    url = f"/api/tasks/{(await created.get_json())['data']['id']}"
+    assert (await client.get(url, headers=account.headers)).status_code == 200
+    assert (await client.delete(url, headers=account.headers)).status_code == 204

@@ -11,7 +11,7 @@ from quart import g
 from quart_schema import security_scheme
 
 from taskapi.auth.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
-from taskapi.db import request_session
+from taskapi.db import request_connection
 from taskapi.errors import APIError
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.state import app_state
@@ -73,7 +73,7 @@ def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             claims = read_bearer_token(kind)
             state = app_state()
-            role = await state.roles.role_of(request_session, claims.user_id)
+            role = await state.roles.role_of(request_connection, claims.user_id)
             if role is None:
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
             viewer = Viewer(id=claims.user_id, role=role, claims=claims)

@@ -40,7 +40,7 @@ bp = Blueprint("auth", __name__)
 async def register(data: RegisterRequest) -> Response:
     """Register a new user (role `user`)."""
     user = await service.register_user(
-        request_session(),
+        await request_session(),
         app_state().passwords,
         username=data.username,
         email=str(data.email),
@@ -59,7 +59,7 @@ async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
     state = app_state()
     user = await service.authenticate(
-        request_session(), state.passwords, data.username, data.password
+        await request_session(), state.passwords, data.username, data.password
     )
     if user is None:
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
@@ -99,7 +99,7 @@ async def refresh() -> Response:
 @errors(401, 429, 503)
 async def me() -> Response:
     """The caller's own account."""
-    user = await service.get_user(request_session(), current_viewer().id)
+    user = await service.get_user(await request_session(), current_viewer().id)
     if user is None:
         raise APIError(401, "The token's user no longer exists.", code="token_invalid")
     return success(

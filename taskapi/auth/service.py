@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskapi.errors import APIError
 from taskapi.models import User
@@ -55,9 +55,9 @@ async def authenticate(
     return user if ok else None
 
 
-async def role_of(session: AsyncSession, user_id: int) -> str | None:
+async def role_of(connection: AsyncConnection, user_id: int) -> str | None:
     """The user's current role, or None when the account no longer exists."""
-    role: str | None = await session.scalar(select(User.role).where(User.id == user_id))
+    role: str | None = await connection.scalar(select(User.role).where(User.id == user_id))
     return role
 
 
@@ -74,13 +74,13 @@ class RoleCache:
         self._entries: dict[int, tuple[str, float]] = {}
 
     async def role_of(
-        self, session_factory: Callable[[], AsyncSession], user_id: int
+        self, connection_of: Callable[[], Awaitable[AsyncConnection]], user_id: int
     ) -> str | None:
         now = time.monotonic()
         entry = self._entries.get(user_id)
         if entry is not None and entry[1] > now:
             return entry[0]
-        role = await role_of(session_factory(), user_id)
+        role = await role_of(await connection_of(), user_id)
         if role is not None and self.ttl > 0:
             if len(self._entries) > 100_000:
                 self._entries.clear()

@@ -11,7 +11,7 @@ from quart import Blueprint, Response, url_for
 from quart_schema import document_response, tag
 
 from taskapi.auth.guard import current_viewer, login_required
-from taskapi.db import request_session
+from taskapi.db import request_connection
 from taskapi.docs import errors
 from taskapi.errors import APIError
 from taskapi.observability import current_request_id
@@ -71,7 +71,7 @@ async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str
 async def process_task(task_id: int) -> Response:
     """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
     viewer = current_viewer()
-    await service.get_task_for(request_session(), viewer, task_id)  # 404 / 403 first
+    await service.get_task_for(await request_connection(), viewer, task_id)  # 404 / 403 first
     queue = app_state().jobs
     if queue is None:
         raise APIError(503, "Background jobs are unavailable.")

@@ -9,7 +9,7 @@ from quart_schema import document_querystring, document_response, tag
 
 from taskapi.auth.guard import current_viewer, login_required
 from taskapi.cache import cached
-from taskapi.db import request_session
+from taskapi.db import request_connection
 from taskapi.docs import empty_response, errors, response_headers
 from taskapi.errors import APIError
 from taskapi.models import task_payload
@@ -69,7 +69,7 @@ async def list_tasks() -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
     status, limit, cursor = _list_arguments()
     tasks, next_cursor = await service.list_tasks(
-        request_session(), current_viewer(), status=status, limit=limit, after=cursor
+        await request_connection(), current_viewer(), status=status, limit=limit, after=cursor
     )
     headers: dict[str, str] = {}
     token = next_cursor.encode() if next_cursor else None
@@ -96,7 +96,7 @@ async def list_tasks() -> Response:
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     task = await service.create_task(
-        request_session(), current_viewer(), data.model_dump(), cache=response_cache()
+        await request_connection(), current_viewer(), data.model_dump(), cache=response_cache()
     )
     await enqueue_quietly("send_task_created_email", task.id, current_viewer().id)
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
@@ -113,7 +113,7 @@ async def create_task(data: TaskCreate) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
-    task = await service.get_task_for(request_session(), current_viewer(), task_id)
+    task = await service.get_task_for(await request_connection(), current_viewer(), task_id)
     return success(task_payload(task))
 
 
@@ -127,7 +127,11 @@ async def get_task(task_id: int) -> Response:
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
     task = await service.update_task(
-        request_session(), current_viewer(), task_id, data.model_dump(), cache=response_cache()
+        await request_connection(),
+        current_viewer(),
+        task_id,
+        data.model_dump(),
+        cache=response_cache(),
     )
     return success(task_payload(task))
 
@@ -145,7 +149,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
     task = await service.update_task(
-        request_session(), current_viewer(), task_id, changes, cache=response_cache()
+        await request_connection(), current_viewer(), task_id, changes, cache=response_cache()
     )
     return success(task_payload(task))
 
@@ -158,5 +162,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
-    await service.delete_task(request_session(), current_viewer(), task_id, cache=response_cache())
+    await service.delete_task(
+        await request_connection(), current_viewer(), task_id, cache=response_cache()
+    )
     return no_content()

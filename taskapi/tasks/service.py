@@ -1,4 +1,5 @@
-"""Task reads and writes with ownership in the WHERE clause.
+"""Task reads and writes with ownership in the WHERE clause, on the request's autocommit
+connection (each statement commits on its own).
 
 A `user` sees and changes only their own tasks, an `admin` every task (`_visible_to`). When a
 statement scoped that way finds nothing, one more query tells 404 (no such task) from 403
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Row, delete, insert, select, true, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.auth.guard import Viewer
 from taskapi.errors import APIError
@@ -23,6 +24,8 @@ from taskapi.tasks.pagination import Cursor
 TASKS = Task.__table__
 TaskRow = Row[Any]
 NEWEST_FIRST = (TASKS.c.created_at.desc(), TASKS.c.id.desc())
+# Built once; the values come with each execution (no statement to build and key per request).
+INSERT_RETURNING = insert(TASKS).returning(TASKS)
 
 
 class Invalidator(Protocol):
@@ -41,15 +44,15 @@ def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
     return true() if viewer.is_admin else TASKS.c.owner_id == viewer.id
 
 
-async def _missing_or_forbidden(session: AsyncSession, task_id: int) -> APIError:
-    exists = await session.scalar(select(TASKS.c.id).where(TASKS.c.id == task_id))
+async def _missing_or_forbidden(connection: AsyncConnection, task_id: int) -> APIError:
+    exists = await connection.scalar(select(TASKS.c.id).where(TASKS.c.id == task_id))
     if exists is None:
         return APIError(404, f"Task with ID {task_id} not found")
     return APIError(403, "You are not allowed to access this task.")
 
 
 async def list_tasks(
-    session: AsyncSession,
+    connection: AsyncConnection,
     viewer: Viewer,
     *,
     status: str | None,
@@ -64,35 +67,37 @@ async def list_tasks(
         query = query.where(
             tuple_(TASKS.c.created_at, TASKS.c.id) < tuple_(after.created_at, after.id)
         )
-    rows = (await session.execute(query.order_by(*NEWEST_FIRST).limit(limit + 1))).all()
+    rows = (await connection.execute(query.order_by(*NEWEST_FIRST).limit(limit + 1))).all()
     if len(rows) <= limit:
         return rows, None
     page = rows[:limit]
     return page, Cursor(created_at=page[-1].created_at, id=page[-1].id)
 
 
-async def get_task_for(session: AsyncSession, viewer: Viewer, task_id: int) -> TaskRow:
+async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int) -> TaskRow:
     query = select(TASKS).where(TASKS.c.id == task_id, _visible_to(viewer))
-    task = (await session.execute(query)).first()
+    task = (await connection.execute(query)).first()
     if task is None:
-        raise await _missing_or_forbidden(session, task_id)
+        raise await _missing_or_forbidden(connection, task_id)
     return task
 
 
 async def create_task(
-    session: AsyncSession, viewer: Viewer, fields: dict[str, Any], *, cache: Invalidator | None
+    connection: AsyncConnection,
+    viewer: Viewer,
+    fields: dict[str, Any],
+    *,
+    cache: Invalidator | None,
 ) -> TaskRow:
-    statement = insert(TASKS).values(**fields, owner_id=viewer.id).returning(TASKS)
-    task = (await session.execute(statement)).first()
+    task = (await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})).first()
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
-    await session.commit()
     await _invalidate(cache, task.id, task.owner_id)
     return task
 
 
 async def update_task(
-    session: AsyncSession,
+    connection: AsyncConnection,
     viewer: Viewer,
     task_id: int,
     changes: dict[str, Any],
@@ -106,25 +111,19 @@ async def update_task(
         .values(**changes)
         .returning(TASKS)
     )
-    task = (await session.execute(statement)).first()
+    task = (await connection.execute(statement)).first()
     if task is None:
-        error = await _missing_or_forbidden(session, task_id)
-        await session.rollback()
-        raise error
-    await session.commit()
+        raise await _missing_or_forbidden(connection, task_id)
     await _invalidate(cache, task.id, task.owner_id)
     return task
 
 
 async def delete_task(
-    session: AsyncSession, viewer: Viewer, task_id: int, *, cache: Invalidator | None
+    connection: AsyncConnection, viewer: Viewer, task_id: int, *, cache: Invalidator | None
 ) -> None:
-    owner_id = await session.scalar(
+    owner_id = await connection.scalar(
         delete(TASKS).where(TASKS.c.id == task_id, _visible_to(viewer)).returning(TASKS.c.owner_id)
     )
     if owner_id is None:
-        error = await _missing_or_forbidden(session, task_id)
-        await session.rollback()
-        raise error
-    await session.commit()
+        raise await _missing_or_forbidden(connection, task_id)
     await _invalidate(cache, task_id, owner_id)
