@@ -192,15 +192,25 @@ class ResponseCache:
         except RedisUnavailable:
             return
 
+    @staticmethod
+    def _versions(task_id: int, owner_id: int) -> list[str]:
+        """The versions a write to this task changes: its detail, its owner's and the admin's
+        lists."""
+        return [f"v:t:{task_id}", f"v:o:{owner_id}", "v:all"]
+
+    def version_names(self, task_id: int, owner_id: int) -> list[str]:
+        """Those versions' Redis keys, for a caller that bumps them in its own round trip."""
+        return [self.backend.build_key(key) for key in self._versions(task_id, owner_id)]
+
     async def invalidate(self, task_id: int, owner_id: int) -> None:
         """After a committed write: every viewer's copy of the task and of the lists it is in."""
-        keys = [f"v:t:{task_id}", f"v:o:{owner_id}", "v:all"]
+        keys = self._versions(task_id, owner_id)
         try:
             if self.pool is None:
                 for key in keys:
                     await self.backend.increment(key, 1)
             else:
-                names = [self.backend.build_key(key) for key in keys]
+                names = self.version_names(task_id, owner_id)
 
                 async def bump() -> None:
                     async with self.pool.client.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -218,3 +218,23 @@ async def until(check: object, what: str, deadline: float = START_DEADLINE_SECON
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def redis_commands_during(
+    redis_url: str, action: Callable[[], Awaitable[object]]
+) -> list[str]:
+    """The commands Redis received from clients while `action` ran, read with MONITOR (whose
+    lines tell a script's own commands apart); a marker ends the reading."""
+    from redis.asyncio import Redis
+
+    marker = "end-of-observation"
+    async with Redis.from_url(redis_url) as probe, probe.monitor() as monitor:
+        await action()
+        await probe.echo(marker)
+        seen = []
+        while True:
+            line = await monitor.next_command()
+            if line["command"] == f"ECHO {marker}":
+                return seen
+            if line["client_type"] != "lua" and not line["command"].startswith("CLIENT "):
+                seen.append(line["command"].split(" ", 1)[0].upper())

@@ -12,7 +12,7 @@ from taskapi.jobs import JobResources, process_task
 from taskapi.mail import Mailer
 from taskapi.worker_settings import build_worker_settings
 from tests.conftest import create_account
-from tests.services import until
+from tests.services import redis_commands_during, until
 from tests.smtp import smtp_sink
 
 FAST = {"job_retry_base_seconds": 1}
@@ -70,6 +70,30 @@ async def test_create_sends_the_confirmation_email_through_smtp(make_apps):
     assert mail.message["Subject"] == "Task Created: Buy milk"
     body = mail.message.get_content().strip()
     assert body == f"Your task 'Buy milk' (ID: {task['id']}) was created successfully."
+
+
+async def test_a_create_queues_its_email_and_drops_cached_lists_in_one_round_trip(
+    make_apps, redis_server
+):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    client = app.test_client()
+    await client.get("/api/tasks/", headers=account.headers)  # the list is now cached
+    created = []
+
+    async def create() -> None:
+        created.append(await _create(client, account, title="Buy milk"))
+
+    commands = await redis_commands_during(redis_server.url, create)
+    # the token's revocation, then the job, its queue entry and the three cache versions
+    assert commands == ["EXISTS", "MULTI", "PSETEX", "ZADD", *["INCRBY"] * 3, "EXEC"]
+    listed = await client.get("/api/tasks/", headers=account.headers)
+    assert listed.headers["X-Cache"] == "MISS"
+    assert [t["id"] for t in (await listed.get_json())["data"]] == [created[0]["id"]]
+    with smtp_sink() as sink:
+        await run_worker_until_idle(settings_of(app).replace(smtp_url=sink.url))
+        (mail,) = await sink.wait_for(1)
+    assert mail.message["Subject"] == "Task Created: Buy milk"
 
 
 async def test_email_is_retried_after_an_smtp_failure(make_apps, caplog):

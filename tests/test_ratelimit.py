@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -12,6 +11,7 @@ from sqlalchemy import delete
 from taskapi.models import User
 from taskapi.ratelimit import DECISION_ATTRIBUTE, parse_limits
 from tests.conftest import create_account
+from tests.services import redis_commands_during
 
 LIMITED = {"ratelimit_enabled": True}
 
@@ -94,22 +94,6 @@ async def test_cached_reads_share_one_budget_exactly(make_apps):
     assert int(refused.headers["Retry-After"]) >= 1
 
 
-async def _commands_received_during(redis_url: str, action: Any) -> list[str]:
-    """The commands Redis received from clients while `action` ran, read with MONITOR (whose
-    lines tell a script's own commands apart); a marker ends the reading."""
-    marker = "end-of-observation"
-    async with Redis.from_url(redis_url) as probe, probe.monitor() as monitor:
-        await action()
-        await probe.echo(marker)
-        seen = []
-        while True:
-            line = await monitor.next_command()
-            if line["command"] == f"ECHO {marker}":
-                return seen
-            if line["client_type"] != "lua" and not line["command"].startswith("CLIENT "):
-                seen.append(line["command"].split(" ", 1)[0].upper())
-
-
 async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, redis_server):
     (app,) = await make_apps(1, ratelimit_default="1000 per minute", **LIMITED)
     account = await create_account(app)
@@ -122,7 +106,7 @@ async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, re
     async def read() -> None:
         responses.append(await client.get(url, headers=account.headers))
 
-    commands = await _commands_received_during(redis_server.url, read)
+    commands = await redis_commands_during(redis_server.url, read)
     (hit,) = responses
     assert hit.headers["X-Cache"] == "HIT"
     assert commands == ["EVALSHA"]  # limit, revocation and cached answer together

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from taskapi.db import request_connection
 from taskapi.docs import errors
 from taskapi.errors import APIError
 from taskapi.observability import current_request_id
+from taskapi.queue import ArqQueue
 from taskapi.ratelimit import default_limits
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.responses import json_response
@@ -42,14 +44,20 @@ class JobStatusOut(BaseModel):
     result: Any = None
 
 
-async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str | None:
+async def enqueue_quietly(
+    function: str, task_id: int, requested_by: int, *, bump: Sequence[str] = ()
+) -> str | None:
     """Queue a job after a commit; a queue failure is logged with the task id, never raised."""
     queue = app_state().jobs
     if queue is None:
         return None
     try:
         return await queue.enqueue(
-            function, task_id, requested_by=requested_by, request_id=current_request_id()
+            function,
+            task_id,
+            requested_by=requested_by,
+            request_id=current_request_id(),
+            bump=bump,
         )
     except Exception as error:  # the request has succeeded; the job is what is lost
         log.error(
@@ -60,6 +68,20 @@ async def enqueue_quietly(function: str, task_id: int, requested_by: int) -> str
             error,
         )
         return None
+
+
+async def after_create(task_id: int, owner_id: int) -> None:
+    """After a create commits: drop the cached lists it joins and queue its confirmation
+    e-mail. When both live in the same Redis, one round trip does both. Never raises."""
+    state = app_state()
+    cache, queue = state.cache, state.jobs
+    if cache is not None and isinstance(queue, ArqQueue) and cache.pool is queue.pool:
+        bump = cache.version_names(task_id, owner_id)
+        await enqueue_quietly("send_task_created_email", task_id, owner_id, bump=bump)
+        return
+    if cache is not None:
+        await cache.invalidate(task_id, owner_id)
+    await enqueue_quietly("send_task_created_email", task_id, owner_id)
 
 
 @bp.post("/<task_id:task_id>/process")

@@ -18,7 +18,7 @@ from taskapi.responses import no_content, success
 from taskapi.state import response_cache
 from taskapi.tasks import service
 from taskapi.tasks.pagination import Cursor
-from taskapi.tasks.processing import enqueue_quietly
+from taskapi.tasks.processing import after_create
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskEnvelope,
@@ -96,9 +96,9 @@ async def list_tasks() -> Response:
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     task = await service.create_task(
-        await request_connection(), current_viewer(), data.model_dump(), cache=response_cache()
+        await request_connection(), current_viewer(), data.model_dump()
     )
-    await enqueue_quietly("send_task_created_email", task.id, current_viewer().id)
+    await after_create(task.id, task.owner_id)
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return success(task_payload(task), 201, headers={"Location": location})
 

@@ -83,16 +83,12 @@ async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int
 
 
 async def create_task(
-    connection: AsyncConnection,
-    viewer: Viewer,
-    fields: dict[str, Any],
-    *,
-    cache: Invalidator | None,
+    connection: AsyncConnection, viewer: Viewer, fields: dict[str, Any]
 ) -> TaskRow:
+    """Insert the caller's task; the route then invalidates and queues (`after_create`)."""
     task = (await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})).first()
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
-    await _invalidate(cache, task.id, task.owner_id)
     return task
 
 
