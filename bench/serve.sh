@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Serve taskapi for a benchmark: $WORKERS hypercorn workers (uvloop) on $PORT, production
-# settings, rate limits on but raised by configuration, no access log (as the peers run).
+# Serve taskapi for a benchmark: $WORKERS single-worker hypercorn processes (uvloop) on $PORT,
+# as production runs them (one per core, each restartable alone), production settings, rate
+# limits on but raised by configuration, no access log (as the peers run). Each process has its
+# own SO_REUSEPORT socket on the port (bench/reuseport.py): the kernel balances connections over
+# them as nginx's upstream does in production.
 # Environment: PORT WORKERS DATABASE_URL REDIS_URL (as compare.sh exports them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +13,10 @@ export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-bench-only-secret-not-f
 export TASKAPI_RATELIMIT_DEFAULT="${TASKAPI_RATELIMIT_DEFAULT:-100000000 per day}"
 export TASKAPI_RATELIMIT_LOGIN="${TASKAPI_RATELIMIT_LOGIN:-1000000 per minute}"
 export TASKAPI_LOG_LEVEL="${TASKAPI_LOG_LEVEL:-WARNING}"
-exec .venv/bin/hypercorn --worker-class uvloop --workers "${WORKERS:-2}" \
-  --bind "127.0.0.1:${PORT:?}" --keep-alive 75 --graceful-timeout 5 asgi:app
+trap 'kill -TERM $(jobs -p) 2>/dev/null || true; wait' TERM INT
+for _ in $(seq "${WORKERS:-2}"); do
+  .venv/bin/python bench/reuseport.py 127.0.0.1 "${PORT:?}" -- \
+    .venv/bin/hypercorn --worker-class uvloop --workers 1 --bind 'fd://{fd}' \
+    --keep-alive 75 --graceful-timeout 5 asgi:app &
+done
+wait
