@@ -203,6 +203,8 @@ async def request_session() -> AsyncSession:
     pool with requests that each wait for a second one."""
     session: AsyncSession | None = g.get("_db_session")
     if session is None:
+        # The connection is in autocommit: every statement is durable on its own, whatever
+        # the session's commit() does with SQLAlchemy's nominal transaction around it.
         session = AsyncSession(bind=await request_connection(), expire_on_commit=False)
         g._db_session = session
     return session
@@ -211,8 +213,10 @@ async def request_session() -> AsyncSession:
 async def close_request_session(_exc: BaseException | None = None) -> None:
     """Teardown: close the request's session and connection, if it opened them."""
     session: AsyncSession | None = g.pop("_db_session", None)
-    if session is not None:
-        await session.close()
     connection: AsyncConnection | None = g.pop("_db_connection", None)
-    if connection is not None:
-        await connection.close()
+    try:
+        if session is not None:
+            await session.close()
+    finally:
+        if connection is not None:
+            await connection.close()

@@ -99,7 +99,14 @@ class ArqQueue:
                 pipe.zadd(default_queue_name, {job_id: now_ms})
                 for key in bump:
                     pipe.incr(key)
-                await pipe.execute()
+                replies = await pipe.execute(raise_on_error=False)
+            # a command that fails inside EXEC does not stop the others: only the job's own
+            # two decide whether it was queued (a bump's failure costs a stale cache entry)
+            for reply in replies[:2]:
+                if isinstance(reply, Exception):
+                    raise reply
+            if any(isinstance(reply, Exception) for reply in replies[2:]):
+                log.warning("cache versions not bumped with job %s: %s", job_id, replies[2:])
 
         await self.pool.guarded("job queue", write)
         return job_id

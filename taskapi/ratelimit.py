@@ -140,15 +140,25 @@ class GcraResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RateStep:
-    """A GCRA step the limiter left to the auth guard: a cached read's guard runs it inside
-    the response cache's lookup script, then hands the outcome to `settle`."""
+    """A GCRA step the limiter left to the auth guard (a cached GET with a valid token). The
+    guard must settle it before it answers or touches the database: inside the response
+    cache's lookup script (`apply` the outcome), or on its own (`run`)."""
 
     keys: list[str]
     limits: list[RateLimit]
-    settle: Callable[[Sequence[RateLimit], GcraResult | None], None]
+    limiter: SharedRateLimiter
 
     def apply(self, result: GcraResult | None) -> None:
-        self.settle(self.limits, result)
+        """Settle with the outcome of the step run elsewhere (None: Redis did not answer)."""
+        self.limiter.settle(self.limits, result)
+
+    async def run(self) -> None:
+        """Run the step now, alone, and settle it: 429 or the headers' figures."""
+        try:
+            result: GcraResult | None = await self.limiter.backend.hit(self.keys, self.limits)
+        except RedisUnavailable:
+            result = None
+        self.apply(result)
 
 
 class GcraBackend(Protocol):
@@ -327,13 +337,14 @@ class SharedRateLimiter(RateLimiter):
         claims = peek_access_claims()
         if (
             claims is not None
+            and request.method in ("GET", "HEAD")
             and self.defer_cached_views
             and isinstance(self.backend, RedisGcra)
             and getattr(view, CACHED_ATTRIBUTE, None) is not None
         ):
             # A cached read: the auth guard runs this step inside the cache's lookup script
             # (one round trip for limit, revocation and cached answer) and settles it.
-            g._rate_step = RateStep(keys, limits, self.settle)
+            g._rate_step = RateStep(keys, limits, self)
             return
         revoked_key = REVOKED_PREFIX + claims.jti.encode() if claims is not None else None
         try:
@@ -371,7 +382,7 @@ class SharedRateLimiter(RateLimiter):
     async def _after_request(self, response: Response) -> Response:
         step: RateStep | None = g.pop("_rate_step", None)
         if step is not None:
-            # deferred to the guard, which answered before its lookup (e.g. a deleted user):
+            # never settled (the guard settles every step it takes; this is a safety net):
             # the request still counts against the limits
             with contextlib.suppress(RedisUnavailable):
                 await self.backend.hit(step.keys, step.limits)

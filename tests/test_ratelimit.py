@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import delete
 
 from taskapi.models import User
@@ -73,10 +72,13 @@ async def test_authenticated_requests_are_keyed_by_user_not_address(make_apps):
     assert (await client.get("/auth/me", headers=bob.headers)).status_code == 200
 
 
-async def test_cached_reads_share_one_budget_exactly(make_apps):
-    """A cached route's limit runs inside the cache lookup's script: still exact across
-    processes, hits and misses alike."""
-    first, second = await make_apps(2, ratelimit_default="4 per minute", **LIMITED)
+@pytest.mark.parametrize("role_reuse", [0, 60], ids=["role-from-db", "role-remembered"])
+async def test_cached_reads_share_one_budget_exactly(make_apps, role_reuse):
+    """A cached GET's limit runs inside the cache lookup's script (or alone, first, when the
+    caller's role must come from the database): exact across processes either way."""
+    first, second = await make_apps(
+        2, ratelimit_default="4 per minute", user_cache_seconds=role_reuse, **LIMITED
+    )
     account = await create_account(first)
     clients = [first.test_client(), second.test_client()]
     created = await clients[0].post("/api/tasks/", headers=account.headers, json={"title": "t"})
@@ -95,12 +97,14 @@ async def test_cached_reads_share_one_budget_exactly(make_apps):
 
 
 async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, redis_server):
-    (app,) = await make_apps(1, ratelimit_default="1000 per minute", **LIMITED)
+    (app,) = await make_apps(
+        1, ratelimit_default="1000 per minute", user_cache_seconds=60, **LIMITED
+    )
     account = await create_account(app)
     client = app.test_client()
     created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
     url = f"/api/tasks/{(await created.get_json())['data']['id']}"
-    miss = await client.get(url, headers=account.headers)
+    miss = await client.get(url, headers=account.headers)  # and the role is now remembered
     responses = []
 
     async def read() -> None:
@@ -114,19 +118,29 @@ async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, re
     assert remaining[1] < remaining[0], remaining  # and the limit step did run
 
 
-async def test_a_request_refused_before_the_lookup_still_counts(make_apps, redis_server):
-    """The guard answers 401 for a deleted user before its cache lookup, where the deferred
-    limit step would have run: the limiter counts the request afterwards instead."""
-    (app,) = await make_apps(1, ratelimit_default="1000 per minute", **LIMITED)
+async def test_a_deleted_users_token_is_limited_on_cached_routes_too(make_apps):
+    """The guard refuses a deleted user (401) before any cache lookup: the limit still runs
+    first, so the token cannot make unlimited database lookups."""
+    (app,) = await make_apps(1, ratelimit_default="2 per minute", **LIMITED)
     account = await create_account(app)
     async with app.extensions["taskapi"].db.session() as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
-    response = await app.test_client().get("/api/tasks/", headers=account.headers)
-    assert response.status_code == 401
-    async with Redis.from_url(redis_server.url) as probe:
-        keys = [key async for key in probe.scan_iter(f"taskapi:rl:*user:{account.id}*")]
-    assert len(keys) == 1, keys
+    client = app.test_client()
+    statuses = [
+        (await client.get("/api/tasks/", headers=account.headers)).status_code for _ in range(4)
+    ]
+    assert statuses == [401, 401, 429, 429]
+
+
+async def test_options_on_a_cached_route_is_limited(make_apps):
+    (app,) = await make_apps(1, ratelimit_default="2 per minute", **LIMITED)
+    account = await create_account(app)
+    client = app.test_client()
+    statuses = [
+        (await client.options("/api/tasks/", headers=account.headers)).status_code for _ in range(3)
+    ]
+    assert statuses == [204, 204, 429]
 
 
 async def test_a_client_cannot_choose_its_key_with_x_forwarded_for(make_apps):

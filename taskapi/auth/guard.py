@@ -73,16 +73,23 @@ def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             claims = read_bearer_token(kind)
             state = app_state()
-            role = await state.roles.role_of(request_connection, claims.user_id)
+            # A cached GET's rate-limit step, left to us by the limiter: settled before any
+            # answer or database work, in the cache lookup's round trip when it can be.
+            step: RateStep | None = g.pop("_rate_step", None)
+            role = state.roles.cached_role(claims.user_id)
+            if role is None:
+                if step is not None:
+                    await step.run()
+                    step = None
+                role = await state.roles.role_of(request_connection, claims.user_id)
             if role is None:
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
             viewer = Viewer(id=claims.user_id, role=role, claims=claims)
             g.viewer = viewer
             cached_kind = getattr(view, CACHED_ATTRIBUTE, None)
             if cached_kind is not None and state.cache is not None:
-                # one round trip for the rate limit (when the limiter left it to us), the
-                # revocation check and the cached answer
-                step: RateStep | None = g.pop("_rate_step", None)
+                # one round trip for the rate limit (when still pending), the revocation check
+                # and the cached answer
                 lookup = await state.cache.lookup(
                     cached_kind, viewer, kwargs.get("task_id"), claims.jti, state.revocations, step
                 )
@@ -91,6 +98,8 @@ def _requires(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Aw
                 _refuse_revoked(lookup.revoked)
                 g._cache_lookup = lookup
             else:
+                if step is not None:
+                    await step.run()
                 _refuse_revoked(await _is_revoked(claims))
             return await view(*args, **kwargs)
 

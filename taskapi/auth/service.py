@@ -73,6 +73,13 @@ class RoleCache:
         self.ttl = ttl
         self._entries: dict[int, tuple[str, float]] = {}
 
+    def cached_role(self, user_id: int) -> str | None:
+        """The role remembered for this user, if still fresh; None: ask `role_of`."""
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     async def role_of(
         self, connection_of: Callable[[], Awaitable[AsyncConnection]], user_id: int
     ) -> str | None:
