@@ -111,12 +111,12 @@ def needs_ping(idle_since: float | None, now: float, ping_after_idle: float) -> 
 def ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
     """SQLAlchemy's `pool_pre_ping`, for connections that sat idle in the pool for `seconds`.
 
-    `pool_pre_ping` costs a round trip on every checkout: about a third of a write's time under
+    `pool_pre_ping` costs a round trip on every checkout: over a quarter of a write's time under
     load (measured: S3 on one worker, 360 → 505 req/s without it). A connection in steady use
     is known to be alive; one that sat idle may have been cut (a database restart, a firewall's
-    idle timeout) and is pinged first. A dead one is replaced before the request uses it; one
-    that dies in the window answers 503 once, and SQLAlchemy then recycles the pool's older
-    connections.
+    idle timeout) and is pinged first. A dead one is replaced before the request uses it, as is
+    one asyncpg has already seen closed. One cut while a request is using it fails that request
+    (asyncpg reports it as an internal error: a 500).
     """
     sync_engine = engine.sync_engine
 

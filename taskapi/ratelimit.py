@@ -299,6 +299,7 @@ class SharedRateLimiter(RateLimiter):
         enabled: bool,
         fail_open: bool,
         trusted_proxies: Sequence[Network],
+        # True only with Redis behind both the limiter and the response cache
         defer_cached_views: bool = False,
     ) -> None:
         self.backend = backend
@@ -339,7 +340,6 @@ class SharedRateLimiter(RateLimiter):
             claims is not None
             and request.method in ("GET", "HEAD")
             and self.defer_cached_views
-            and isinstance(self.backend, RedisGcra)
             and getattr(view, CACHED_ATTRIBUTE, None) is not None
         ):
             # A cached read: the auth guard runs this step inside the cache's lookup script

@@ -1,7 +1,7 @@
 """Pooled PostgreSQL connections cut by the server (a restart, an administrator): one the client
 already saw closed is replaced for free; one that sat idle is pinged and replaced before a
 request uses it. Connections in steady use are not pinged (pool_pre_ping's round trip per
-checkout cost a third of a write's time)."""
+checkout cost over a quarter of a write's time)."""
 
 from __future__ import annotations
 

@@ -83,10 +83,10 @@ class RoleCache:
     async def role_of(
         self, connection_of: Callable[[], Awaitable[AsyncConnection]], user_id: int
     ) -> str | None:
+        role = self.cached_role(user_id)
+        if role is not None:
+            return role
         now = time.monotonic()
-        entry = self._entries.get(user_id)
-        if entry is not None and entry[1] > now:
-            return entry[0]
         role = await role_of(await connection_of(), user_id)
         if role is not None and self.ttl > 0:
             if len(self._entries) > 100_000:
