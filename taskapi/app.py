@@ -18,20 +18,13 @@ from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
 from taskapi.docs import init_docs
 from taskapi.errors import register_error_handlers
+from taskapi.gate import Gate, exempt, is_trusted_peer, parse_networks
 from taskapi.health import bp as health_bp
 from taskapi.jobs import JobResources
+from taskapi.limits import Limit, LoginFailures, parse_limits
 from taskapi.mail import Mailer
 from taskapi.observability import init_request_ids
 from taskapi.queue import ArqQueue, InProcessQueue
-from taskapi.ratelimit import (
-    MemoryGcra,
-    RedisGcra,
-    SharedRateLimiter,
-    exempt,
-    is_trusted_peer,
-    parse_limits,
-    parse_networks,
-)
 from taskapi.redis_pool import RedisPool
 from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from taskapi.security import PasswordHasher
@@ -88,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Quart:
             )
     trusted = parse_networks(settings.trusted_proxies)
     init_request_ids(app, settings, lambda: settings.proxy_hops > 0 or is_trusted_peer(trusted))
-    _init_rate_limiter(app, state)
+    _init_gate(app, state)
     register_error_handlers(app)
 
     @app.before_serving
@@ -137,6 +130,7 @@ def _build_state(settings: Settings) -> AppState:
         passwords=PasswordHasher(settings),
         revocations=revocations,
         roles=RoleCache(settings.user_cache_seconds),
+        login_failures=LoginFailures(_failure_limit(settings), pool),
         redis=pool,
     )
     if settings.cache_enabled:
@@ -149,25 +143,27 @@ def _build_state(settings: Settings) -> AppState:
     return state
 
 
-def _init_rate_limiter(app: Quart, state: AppState) -> SharedRateLimiter:
+def _failure_limit(settings: Settings) -> Limit | None:
+    if not settings.ratelimit_enabled:
+        return None
+    try:
+        (limit,) = parse_limits(settings.ratelimit_login_failures)
+    except ValueError as error:
+        raise SettingsError(f"TASKAPI_RATELIMIT_LOGIN_FAILURES: {error}") from None
+    return limit
+
+
+def _init_gate(app: Quart, state: AppState) -> None:
     settings = state.settings
     try:
-        defaults = parse_limits(settings.ratelimit_default)
-        named = {"login": parse_limits(settings.ratelimit_login)}
+        limits = {
+            "default": parse_limits(settings.ratelimit_default),
+            "login": parse_limits(settings.ratelimit_login),
+        }
         trusted = parse_networks(settings.trusted_proxies)
     except ValueError as error:
         raise SettingsError(str(error)) from None
-    backend = RedisGcra(state.redis) if state.redis is not None else MemoryGcra()
-    return SharedRateLimiter(
-        app,
-        backend=backend,
-        defaults=defaults,
-        named=named,
-        enabled=settings.ratelimit_enabled,
-        fail_open=settings.ratelimit_fail_open,
-        trusted_proxies=trusted,
-        defer_cached_views=state.cache is not None and state.redis is not None,
-    )
+    Gate(state, limits=limits, trusted_proxies=trusted).init_app(app)
 
 
 async def _empty_options_is_204(response: Response) -> Response:

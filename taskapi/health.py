@@ -11,7 +11,7 @@ from quart import Blueprint, Response
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
-from taskapi.ratelimit import exempt
+from taskapi.gate import exempt
 from taskapi.responses import json_response
 from taskapi.state import app_state
 

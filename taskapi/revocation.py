@@ -11,8 +11,26 @@ import time
 from typing import Protocol
 
 from taskapi.redis_pool import RedisPool
+from taskapi.redis_script import Fragment, Part
 
 PREFIX = b"taskapi:revoked:"
+# Sets `revoked` for the fragments after it (a revoked caller's rate limit falls back to its
+# address; its cache lookup is skipped). Reply slot: 1 revoked, 0 not.
+FRAGMENT = Fragment(
+    "revoked",
+    keys=1,
+    args=0,
+    slots=1,
+    lua="revoked = redis.call('EXISTS', KEYS[$K])\nout[$S] = revoked",
+)
+
+
+def revocation_part(jti: str) -> Part:
+    return Part(FRAGMENT, [PREFIX + jti.encode()], [])
+
+
+def read_revoked(values: list[object]) -> bool:
+    return bool(int(values[0]))  # type: ignore[call-overload]
 
 
 class RevocationStore(Protocol):

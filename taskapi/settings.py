@@ -58,6 +58,8 @@ class Settings:
     ratelimit_enabled: bool = True
     ratelimit_default: str = "200 per day;50 per hour"
     ratelimit_login: str = "5 per minute"
+    # failed logins per username, from any address, before that name is refused for a while
+    ratelimit_login_failures: str = "10 per 15 minutes"
     ratelimit_fail_open: bool = True
     trusted_proxies: str = ""
     cache_enabled: bool = True

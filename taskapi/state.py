@@ -9,6 +9,7 @@ from quart import current_app
 
 from taskapi.auth.service import RoleCache
 from taskapi.db import Database
+from taskapi.limits import LoginFailures
 from taskapi.redis_pool import RedisPool
 from taskapi.revocation import RevocationStore
 from taskapi.security import PasswordHasher
@@ -26,6 +27,7 @@ class AppState:
     passwords: PasswordHasher
     revocations: RevocationStore
     roles: RoleCache
+    login_failures: LoginFailures
     redis: RedisPool | None = None
     cache: ResponseCache | None = None
     jobs: JobQueue | None = None

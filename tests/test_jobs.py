@@ -85,8 +85,9 @@ async def test_a_create_queues_its_email_and_drops_cached_lists_in_one_round_tri
         created.append(await _create(client, account, title="Buy milk"))
 
     commands = await redis_commands_during(redis_server.url, create)
-    # the token's revocation, then the job, its queue entry and the three cache versions
-    assert commands == ["EXISTS", "MULTI", "PSETEX", "ZADD", *["INCRBY"] * 3, "EXEC"]
+    # the gate's script (the token's revocation), then the job, its queue entry and the
+    # three cache versions: two round trips
+    assert commands == ["EVALSHA", "MULTI", "PSETEX", "ZADD", *["INCRBY"] * 3, "EXEC"]
     listed = await client.get("/api/tasks/", headers=account.headers)
     assert listed.headers["X-Cache"] == "MISS"
     assert [t["id"] for t in (await listed.get_json())["data"]] == [created[0]["id"]]

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import delete
 
+from taskapi.gate import LIMITS_ATTRIBUTE
+from taskapi.limits import parse_limits
 from taskapi.models import User
-from taskapi.ratelimit import DECISION_ATTRIBUTE, parse_limits
 from tests.conftest import create_account
 from tests.services import redis_commands_during
 
@@ -191,16 +192,97 @@ async def test_every_route_states_its_rate_limit_decision(app):
     undecided = [
         endpoint
         for endpoint, view in app.view_functions.items()
-        if getattr(view, DECISION_ATTRIBUTE, None) not in {"default", "named", "exempt"}
+        if not isinstance(getattr(view, LIMITS_ATTRIBUTE, None), tuple)
     ]
     assert undecided == []
 
 
 def test_limit_strings_parse_like_the_seeds():
     day, hour = parse_limits("200 per day;50 per hour")
-    assert (day.count, day.period.total_seconds()) == (200, 86400)
-    assert (hour.count, hour.period.total_seconds()) == (50, 3600)
+    assert (day.count, day.seconds) == (200, 86400)
+    assert (hour.count, hour.seconds) == (50, 3600)
     (short,) = parse_limits("10 per 30 seconds")
-    assert (short.count, short.period.total_seconds()) == (10, 30)
+    assert (short.count, short.seconds) == (10, 30)
     with pytest.raises(ValueError, match="not a rate limit"):
         parse_limits("lots per day")
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_a_valid_token_does_not_move_login_or_register_to_another_budget(make_apps, backend):
+    """The anonymous routes are keyed by address only: a bearer token changes nothing."""
+    (app,) = await make_apps(1, backend=backend, ratelimit_default="3 per minute", **LIMITED)
+    account = await create_account(app)
+    client = app.test_client()
+    here = {"client": ("198.51.100.20", 40000)}
+    attempt = {"username": account.username, "password": "wrong-password"}
+    statuses = [
+        (await client.post("/auth/login", json=attempt, scope_base=here)).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [401, 401, 401]  # 3 of the default's 3 spent
+    with_token = await client.post(
+        "/auth/login", json=attempt, scope_base=here, headers=account.headers
+    )
+    assert with_token.status_code == 429
+    signups = [
+        (
+            await client.post(
+                "/auth/register",
+                json={"username": f"n{i}", "email": f"n{i}@example.com", "password": "x" * 12},
+                scope_base={"client": ("198.51.100.21", 40000)},
+                headers=account.headers,
+            )
+        ).status_code
+        for i in range(4)
+    ]
+    assert signups[-1] == 429, signups
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_a_revoked_token_spends_its_addresss_budget_not_the_users(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend, ratelimit_default="2 per minute", **LIMITED)
+    account = await create_account(app)
+    client = app.test_client()
+    here = {"client": ("198.51.100.30", 40000)}
+    logout = await client.post("/auth/logout", headers=account.headers, scope_base=here)
+    assert logout.status_code == 204
+    statuses = [
+        (await client.get("/auth/me", headers=account.headers, scope_base=here)).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [401, 401, 429]  # the address's 2 are spent
+    login = await client.post(
+        "/auth/login",
+        json={"username": account.username, "password": account.password},
+        scope_base={"client": ("198.51.100.31", 40000)},
+    )
+    fresh = {"Authorization": f"Bearer {(await login.get_json())['access_token']}"}
+    statuses = [
+        (await client.get("/auth/me", headers=fresh, scope_base=here)).status_code for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]  # the user's own 2 were untouched by the revoked token
+
+
+async def test_failed_logins_for_one_username_are_limited_across_addresses(make_apps):
+    """10 failures per 15 minutes per username, shared by every instance, whatever the address;
+    other usernames are unaffected."""
+    first, second = await make_apps(2, **LIMITED)
+    account = await create_account(first)
+    clients = [first.test_client(), second.test_client()]
+    wrong = {"username": account.username, "password": "wrong-password"}
+
+    async def attempt(i: int, body: dict[str, str]) -> tuple[int, str | None]:
+        response = await clients[i % 2].post(
+            "/auth/login", json=body, scope_base={"client": (f"203.0.113.{i}", 40000)}
+        )
+        return response.status_code, response.headers.get("Retry-After")
+
+    results = [await attempt(i, wrong) for i in range(11)]
+    assert [status for status, _ in results[:10]] == [401] * 10
+    status, retry_after = results[10]
+    assert status == 429
+    assert retry_after is not None and 1 <= int(retry_after) <= 15 * 60
+    right = {"username": account.username, "password": account.password}
+    assert (await attempt(50, right))[0] == 429  # even the right password, for now
+    other = {"username": "someone-else", "password": "wrong-password"}
+    assert (await attempt(51, other))[0] == 401

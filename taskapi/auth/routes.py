@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, tag
 
 from taskapi.auth import service
-from taskapi.auth.guard import current_viewer, login_required, refresh_token_required
 from taskapi.auth.schemas import (
     AccessToken,
     LoginRequest,
@@ -20,10 +21,17 @@ from taskapi.auth.tokens import TokenClaims, issue_access_token, issue_refresh_t
 from taskapi.db import request_session
 from taskapi.docs import empty_response, errors
 from taskapi.errors import APIError
-from taskapi.ratelimit import default_limits, limited
+from taskapi.gate import (
+    current_claims,
+    current_viewer,
+    default_limits,
+    limited,
+    login_required,
+    refresh_token_required,
+)
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.responses import json_response, no_content, success
-from taskapi.state import app_state
+from taskapi.state import AppState, app_state
 from taskapi.validation import json_body, parse_body
 
 bp = Blueprint("auth", __name__)
@@ -58,10 +66,13 @@ async def register(data: RegisterRequest) -> Response:
 async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
     state = app_state()
+    await _refuse_a_guessed_name(state, data.username)
     user = await service.authenticate(
         await request_session(), state.passwords, data.username, data.password
     )
     if user is None:
+        with contextlib.suppress(RedisUnavailable):
+            await state.login_failures.record_failure(data.username)
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
     return json_response(
         {
@@ -122,19 +133,36 @@ async def me() -> Response:
 @errors(400, 401, 413, 415, 429, 503)
 async def logout() -> Response:
     """Revoke the presented access token (and `refresh_token` from the body, if given)."""
-    viewer, state = current_viewer(), app_state()
+    viewer, claims, state = current_viewer(), current_claims(), app_state()
     refresh_claims = None
     if (await request.get_data()).strip():
         data = await parse_body(LogoutRequest, invalid_status=400)
         if data.refresh_token is not None:
             refresh_claims = _own_refresh_token(data.refresh_token, viewer.id)
     try:
-        await state.revocations.revoke(viewer.claims.jti, viewer.claims.expires_at)
+        await state.revocations.revoke(claims.jti, claims.expires_at)
         if refresh_claims is not None:
             await state.revocations.revoke(refresh_claims.jti, refresh_claims.expires_at)
     except RedisUnavailable:
         raise APIError(503, "Cannot log out right now. Try again shortly.") from None
     return no_content()
+
+
+async def _refuse_a_guessed_name(state: AppState, username: str) -> None:
+    """429 while the username's budget of failed logins (from any address) is spent."""
+    try:
+        wait = await state.login_failures.retry_after(username)
+    except RedisUnavailable:
+        if state.settings.ratelimit_fail_open:
+            return
+        raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
+    if wait:
+        raise APIError(
+            429,
+            "Too many failed logins for this username. Try again later.",
+            code="rate_limited",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _own_refresh_token(token: str, user_id: int) -> TokenClaims | None:

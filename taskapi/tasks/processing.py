@@ -11,13 +11,12 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, url_for
 from quart_schema import document_response, tag
 
-from taskapi.auth.guard import current_viewer, login_required
 from taskapi.db import request_connection
 from taskapi.docs import errors
 from taskapi.errors import APIError
+from taskapi.gate import current_viewer, default_limits, login_required
 from taskapi.observability import current_request_id
 from taskapi.queue import ArqQueue
-from taskapi.ratelimit import default_limits
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.responses import json_response
 from taskapi.state import app_state
@@ -76,7 +75,7 @@ async def after_create(task_id: int, owner_id: int) -> None:
     state = app_state()
     cache, queue = state.cache, state.jobs
     if cache is not None and isinstance(queue, ArqQueue) and cache.pool is queue.pool:
-        bump = cache.version_names(task_id, owner_id)
+        bump = cache.version_names(cache.versions(task_id, owner_id))
         await enqueue_quietly("send_task_created_email", task_id, owner_id, bump=bump)
         return
     if cache is not None:

@@ -7,13 +7,11 @@ from urllib.parse import urlencode
 from quart import Blueprint, Response, request, url_for
 from quart_schema import document_querystring, document_response, tag
 
-from taskapi.auth.guard import current_viewer, login_required
-from taskapi.cache import cached
 from taskapi.db import request_connection
 from taskapi.docs import empty_response, errors, response_headers
 from taskapi.errors import APIError
+from taskapi.gate import cached, current_viewer, default_limits, login_required
 from taskapi.models import task_payload
-from taskapi.ratelimit import default_limits
 from taskapi.responses import no_content, success
 from taskapi.state import response_cache
 from taskapi.tasks import service
@@ -56,7 +54,7 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
 @default_limits
 @tag(["tasks"])
 @login_required
-@cached("list", response_cache)
+@cached("list")
 @document_querystring(TaskListQuery)
 @document_response(TaskListEnvelope, 200)
 @response_headers(
@@ -107,7 +105,7 @@ async def create_task(data: TaskCreate) -> Response:
 @default_limits
 @tag(["tasks"])
 @login_required
-@cached("detail", response_cache)
+@cached("detail")
 @document_response(TaskEnvelope, 200)
 @response_headers(200, X_Cache="`HIT` or `MISS`.")
 @errors(401, 403, 404, 429, 503)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Row, delete, insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.auth.guard import Viewer
+from taskapi.auth.viewer import Viewer
 from taskapi.errors import APIError
 from taskapi.models import Task
 from taskapi.tasks.pagination import Cursor
