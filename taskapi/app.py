@@ -30,6 +30,7 @@ from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationSt
 from taskapi.security import PasswordHasher
 from taskapi.settings import Settings, SettingsError, load_settings
 from taskapi.state import AppState
+from taskapi.tasks.effects import TaskEffects
 from taskapi.tasks.processing import bp as processing_bp
 from taskapi.tasks.routes import bp as tasks_bp
 from taskapi.urls import TaskIdConverter, reject_large_ids
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def _close_pools() -> None:
+        if state.jobs is not None:
+            await state.jobs.close()
         await state.db.dispose()
         if state.redis is not None:
             await state.redis.close()
@@ -135,11 +138,13 @@ def _build_state(settings: Settings) -> AppState:
     )
     if settings.cache_enabled:
         state.cache = ResponseCache(settings, pool)
+    job_effects = TaskEffects(state.cache, None)  # a job's own writes queue nothing
     if pool is not None:
         state.jobs = ArqQueue(pool)
     else:
-        resources = JobResources(settings, state.db, state.cache, Mailer(settings))
+        resources = JobResources(settings, state.db, job_effects, Mailer(settings))
         state.jobs = InProcessQueue(settings, resources)
+    state.effects = TaskEffects(state.cache, state.jobs)
     return state
 
 

@@ -163,11 +163,12 @@ class Database:
             raise RuntimeError("the database is not connected (before_serving has not run)")
         return self._sessions()
 
-    async def connection(self) -> AsyncConnection:
-        """A new autocommit connection from the pool, for Core statements."""
+    def connection(self) -> AsyncConnection:
+        """An autocommit connection from the pool, for single statements: `await` it, or use
+        it as `async with`."""
         if self._autocommit is None:
             raise RuntimeError("the database is not connected (before_serving has not run)")
-        return await self._autocommit.connect()
+        return self._autocommit.connect()
 
     async def connect(self) -> None:
         if self._engine is None:

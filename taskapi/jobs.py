@@ -12,30 +12,26 @@ from typing import Any
 
 import orjson
 from arq import Retry
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import select
 
 from taskapi.db import Database
 from taskapi.mail import SMTP_ERRORS, Mailer
 from taskapi.models import Task, User
 from taskapi.observability import request_id_var
 from taskapi.settings import Settings
-from taskapi.tasks.service import Invalidator
+from taskapi.tasks import service
+from taskapi.tasks.effects import TaskEffects
 
 log = logging.getLogger(__name__)
-PROCESSED_MARK = " [Processed]"
-_PROCESSED_DESCRIPTION = case(
-    (Task.description.endswith(PROCESSED_MARK, autoescape=True), Task.description),
-    else_=func.coalesce(Task.description, literal("")) + literal(PROCESSED_MARK),
-)
 
 
 @dataclasses.dataclass(slots=True)
 class JobResources:
-    """What a job may use: the same database code and cache invalidation as the app."""
+    """What a job may use: the same database code and write path as the app."""
 
     settings: Settings
     db: Database
-    cache: Invalidator | None
+    effects: TaskEffects
     mailer: Mailer
 
 
@@ -50,9 +46,9 @@ async def send_task_created_email(
     """Tell the task's owner it was created; retried with backoff while SMTP fails."""
     request_id_var.set(request_id or "-")
     res = _resources(ctx)
-    async with res.db.session() as session:
+    async with res.db.connection() as connection:
         row = (
-            await session.execute(
+            await connection.execute(
                 select(Task.id, Task.title, User.email)
                 .join(User, User.id == Task.owner_id)
                 .where(Task.id == task_id)
@@ -87,27 +83,17 @@ async def send_task_created_email(
 async def process_task(
     ctx: dict[str, Any], task_id: int, requested_by: int, request_id: str | None = None
 ) -> dict[str, Any]:
-    """The tutorial's process_task_data: mark the description processed and complete the task,
-    in one statement, never appending the mark twice."""
+    """The tutorial's process_task_data, through the task service (idempotent: the mark is
+    never appended twice)."""
     request_id_var.set(request_id or "-")
     res = _resources(ctx)
-    async with res.db.session() as session:
-        row = (
-            await session.execute(
-                update(Task)
-                .where(Task.id == task_id)
-                .values(description=_PROCESSED_DESCRIPTION, status="completed")
-                .returning(Task.description, Task.owner_id)
-            )
-        ).first()
-        await session.commit()
-    if row is None:
+    async with res.db.connection() as connection:
+        description = await service.process_task(connection, task_id, requested_by, res.effects)
+    if description is None:
         log.warning("task %s was deleted before it could be processed", task_id)
         return {"status": "failed", "reason": "Task not found"}
-    if res.cache is not None:
-        await res.cache.invalidate(task_id, row.owner_id)
     log.info("processed task %s", task_id)
-    return {"status": "success", "task_id": task_id, "new_description": row.description}
+    return {"status": "success", "task_id": task_id, "new_description": description}
 
 
 JOB_FUNCTIONS = (send_task_created_email, process_task)

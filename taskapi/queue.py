@@ -1,9 +1,8 @@
 """Where jobs go: arq in Redis when REDIS_URL is set, else this process's own loop.
 
 `enqueue` returns a job id; `view` answers the status endpoint with one of queued, in_progress,
-complete, failed, not_found, the job's result, and who asked for it. The outbox seam: a job is
-enqueued after its transaction commits, so a crash in between loses it (see README); a
-transactional outbox would write the job in the same transaction and have a relay enqueue it.
+complete, failed, not_found, the job's result, and who asked for it. A job is enqueued after
+its write commits, so a crash in between loses it (see README).
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
 from arq.jobs import Job, JobStatus
 from arq.jobs import serialize_job as serialize_arq_job
-from quart import current_app
 
+from taskapi.cache import ResponseCache
 from taskapi.jobs import JOBS_BY_NAME, JobResources, deserialize_job, serialize_job
 from taskapi.redis_pool import RedisPool
 from taskapi.settings import Settings
@@ -54,6 +53,10 @@ class JobQueue(Protocol):
 
     async def view(self, job_id: str) -> JobView: ...
 
+    def shares_redis_with(self, cache: ResponseCache) -> bool: ...
+
+    async def close(self) -> None: ...
+
 
 class ArqQueue:
     """Jobs in Redis for `arq worker.WorkerSettings`, on the app's one Redis pool."""
@@ -61,6 +64,12 @@ class ArqQueue:
     def __init__(self, pool: RedisPool) -> None:
         self.pool = pool
         self._arq: ArqRedis | None = None
+
+    def shares_redis_with(self, cache: ResponseCache) -> bool:
+        return cache.pool is self.pool
+
+    async def close(self) -> None:
+        """Nothing to do: the Redis pool is the app's."""
 
     def _redis(self) -> ArqRedis:
         if self._arq is None:
@@ -149,6 +158,15 @@ class InProcessQueue:
         self.settings = settings
         self.resources = resources
         self._records: dict[str, _Record] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def shares_redis_with(self, cache: ResponseCache) -> bool:
+        return False
+
+    async def close(self) -> None:
+        """Let the jobs still running finish (at shutdown)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def enqueue(
         self,
@@ -164,7 +182,9 @@ class InProcessQueue:
         job_id = uuid.uuid4().hex
         self._forget_old()
         self._records[job_id] = _Record(function, requested_by, request_id)
-        current_app.add_background_task(self._run, job_id, task_id)
+        running = asyncio.get_running_loop().create_task(self._run(job_id, task_id))
+        self._running.add(running)
+        running.add_done_callback(self._running.discard)
         return job_id
 
     async def view(self, job_id: str) -> JobView:

@@ -14,6 +14,7 @@ from taskapi.redis_pool import RedisPool
 from taskapi.revocation import RevocationStore
 from taskapi.security import PasswordHasher
 from taskapi.settings import Settings
+from taskapi.tasks.effects import TaskEffects
 
 if TYPE_CHECKING:
     from taskapi.cache import ResponseCache
@@ -31,12 +32,9 @@ class AppState:
     redis: RedisPool | None = None
     cache: ResponseCache | None = None
     jobs: JobQueue | None = None
+    effects: TaskEffects = dataclasses.field(default_factory=lambda: TaskEffects(None, None))
 
 
 def app_state() -> AppState:
     state: AppState = current_app.extensions["taskapi"]
     return state
-
-
-def response_cache() -> ResponseCache | None:
-    return app_state().cache

@@ -13,6 +13,7 @@ from taskapi.logs import configure_logging
 from taskapi.mail import Mailer
 from taskapi.redis_pool import RedisPool
 from taskapi.settings import Settings, SettingsError
+from taskapi.tasks.effects import TaskEffects
 
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 
@@ -34,7 +35,8 @@ def build_worker_settings(settings: Settings) -> type:
         if settings.cache_enabled:
             cache = ResponseCache(settings, pool)
             await cache.open()
-        ctx["taskapi"] = JobResources(settings, database, cache, Mailer(settings))
+        effects = TaskEffects(cache, None)  # a job's own writes queue nothing
+        ctx["taskapi"] = JobResources(settings, database, effects, Mailer(settings))
         ctx["taskapi_redis"] = pool
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from arq.worker import create_worker
 
 from taskapi.jobs import JobResources, process_task
 from taskapi.mail import Mailer
+from taskapi.tasks.effects import TaskEffects
 from taskapi.worker_settings import build_worker_settings
 from tests.conftest import create_account
 from tests.services import redis_commands_during, until
@@ -196,7 +197,8 @@ async def test_process_task_run_twice_appends_the_mark_once(make_apps):
     account = await create_account(app)
     task = await _create(app.test_client(), account, description=None)
     state = app.extensions["taskapi"]
-    ctx = {"taskapi": JobResources(state.settings, state.db, state.cache, Mailer(state.settings))}
+    effects = TaskEffects(state.cache, None)
+    ctx = {"taskapi": JobResources(state.settings, state.db, effects, Mailer(state.settings))}
     first = await process_task(ctx, task["id"], account.id)
     second = await process_task(ctx, task["id"], account.id)
     assert first["new_description"] == second["new_description"] == " [Processed]"
@@ -205,7 +207,8 @@ async def test_process_task_run_twice_appends_the_mark_once(make_apps):
 async def test_process_task_of_a_deleted_task_reports_it(make_apps):
     (app,) = await make_apps(1, backend="memory")
     state = app.extensions["taskapi"]
-    ctx = {"taskapi": JobResources(state.settings, state.db, None, Mailer(state.settings))}
+    effects = TaskEffects(None, None)
+    ctx = {"taskapi": JobResources(state.settings, state.db, effects, Mailer(state.settings))}
     assert await process_task(ctx, 987654, 1) == {"status": "failed", "reason": "Task not found"}
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -16,14 +14,12 @@ from taskapi.docs import errors
 from taskapi.errors import APIError
 from taskapi.gate import current_viewer, default_limits, login_required
 from taskapi.observability import current_request_id
-from taskapi.queue import ArqQueue
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.responses import json_response
 from taskapi.state import app_state
 from taskapi.tasks import service
 
 bp = Blueprint("jobs", __name__)
-log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -41,46 +37,6 @@ class JobStatusOut(BaseModel):
     job_id: str
     status: Literal["queued", "in_progress", "complete", "failed", "not_found"]
     result: Any = None
-
-
-async def enqueue_quietly(
-    function: str, task_id: int, requested_by: int, *, bump: Sequence[str] = ()
-) -> str | None:
-    """Queue a job after a commit; a queue failure is logged with the task id, never raised."""
-    queue = app_state().jobs
-    if queue is None:
-        return None
-    try:
-        return await queue.enqueue(
-            function,
-            task_id,
-            requested_by=requested_by,
-            request_id=current_request_id(),
-            bump=bump,
-        )
-    except Exception as error:  # the request has succeeded; the job is what is lost
-        log.error(
-            "could not enqueue %s for task %s: %s: %s",
-            function,
-            task_id,
-            type(error).__name__,
-            error,
-        )
-        return None
-
-
-async def after_create(task_id: int, owner_id: int) -> None:
-    """After a create commits: drop the cached lists it joins and queue its confirmation
-    e-mail. When both live in the same Redis, one round trip does both. Never raises."""
-    state = app_state()
-    cache, queue = state.cache, state.jobs
-    if cache is not None and isinstance(queue, ArqQueue) and cache.pool is queue.pool:
-        bump = cache.version_names(cache.versions(task_id, owner_id))
-        await enqueue_quietly("send_task_created_email", task_id, owner_id, bump=bump)
-        return
-    if cache is not None:
-        await cache.invalidate(task_id, owner_id)
-    await enqueue_quietly("send_task_created_email", task_id, owner_id)
 
 
 @bp.post("/<task_id:task_id>/process")

@@ -13,10 +13,9 @@ from taskapi.errors import APIError
 from taskapi.gate import cached, current_viewer, default_limits, login_required
 from taskapi.models import task_payload
 from taskapi.responses import no_content, success
-from taskapi.state import response_cache
+from taskapi.state import app_state
 from taskapi.tasks import service
 from taskapi.tasks.pagination import Cursor
-from taskapi.tasks.processing import after_create
 from taskapi.tasks.schemas import (
     TaskCreate,
     TaskEnvelope,
@@ -94,9 +93,8 @@ async def list_tasks() -> Response:
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     task = await service.create_task(
-        await request_connection(), current_viewer(), data.model_dump()
+        await request_connection(), current_viewer(), data.model_dump(), app_state().effects
     )
-    await after_create(task.id, task.owner_id)
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return success(task_payload(task), 201, headers={"Location": location})
 
@@ -129,7 +127,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
         current_viewer(),
         task_id,
         data.model_dump(),
-        cache=response_cache(),
+        app_state().effects,
     )
     return success(task_payload(task))
 
@@ -147,7 +145,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
     task = await service.update_task(
-        await request_connection(), current_viewer(), task_id, changes, cache=response_cache()
+        await request_connection(), current_viewer(), task_id, changes, app_state().effects
     )
     return success(task_payload(task))
 
@@ -161,6 +159,6 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
     await service.delete_task(
-        await request_connection(), current_viewer(), task_id, cache=response_cache()
+        await request_connection(), current_viewer(), task_id, app_state().effects
     )
     return no_content()

@@ -1,5 +1,6 @@
-"""Task reads and writes with ownership in the WHERE clause, on the request's autocommit
-connection (each statement commits on its own).
+"""Task reads and writes, the one path by which tasks change: each write is one statement
+(atomic on an autocommit connection), with ownership in its WHERE clause, and is followed by
+`effects.apply` once it has committed.
 
 A `user` sees and changes only their own tasks, an `admin` every task (`_visible_to`). When a
 statement scoped that way finds nothing, one more query tells 404 (no such task) from 403
@@ -9,34 +10,49 @@ statement scoped that way finds nothing, one more query tells 404 (no such task)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, insert, select, true, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.auth.viewer import Viewer
 from taskapi.errors import APIError
 from taskapi.models import Task
+from taskapi.observability import current_request_id
+from taskapi.tasks.effects import Change, Kind, TaskEffects
 from taskapi.tasks.pagination import Cursor
 
-# Core statements on the table: rows come back without the ORM's per-object bookkeeping,
-# which cost more CPU than the rest of a write (profiled under load).
+# Core statements on the table: rows come back without the ORM's per-object bookkeeping.
 TASKS = Task.__table__
 TaskRow = Row[Any]
 NEWEST_FIRST = (TASKS.c.created_at.desc(), TASKS.c.id.desc())
 # Built once; the values come with each execution (no statement to build and key per request).
 INSERT_RETURNING = insert(TASKS).returning(TASKS)
+PROCESSED_MARK = " [Processed]"
+_PROCESSED_DESCRIPTION = case(
+    (TASKS.c.description.endswith(PROCESSED_MARK, autoescape=True), TASKS.c.description),
+    else_=func.coalesce(TASKS.c.description, literal("")) + literal(PROCESSED_MARK),
+)
 
 
-class Invalidator(Protocol):
-    """What a write tells the response cache after it commits."""
-
-    async def invalidate(self, task_id: int, owner_id: int) -> None: ...
-
-
-async def _invalidate(cache: Invalidator | None, task_id: int, owner_id: int) -> None:
-    if cache is not None:
-        await cache.invalidate(task_id, owner_id)
+async def _committed(
+    effects: TaskEffects, kind: Kind, task_id: int, owner_id: int, requested_by: int
+) -> None:
+    """The one call of a write's side effects, after its statement has committed."""
+    change = Change(kind, task_id, owner_id, requested_by, current_request_id())
+    await effects.apply(change)
 
 
 def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
@@ -83,12 +99,13 @@ async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int
 
 
 async def create_task(
-    connection: AsyncConnection, viewer: Viewer, fields: dict[str, Any]
+    connection: AsyncConnection, viewer: Viewer, fields: dict[str, Any], effects: TaskEffects
 ) -> TaskRow:
-    """Insert the caller's task; the route then invalidates and queues (`after_create`)."""
+    """Insert the caller's task."""
     task = (await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})).first()
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
+    await _committed(effects, "created", task.id, task.owner_id, viewer.id)
     return task
 
 
@@ -97,8 +114,7 @@ async def update_task(
     viewer: Viewer,
     task_id: int,
     changes: dict[str, Any],
-    *,
-    cache: Invalidator | None,
+    effects: TaskEffects,
 ) -> TaskRow:
     """Apply `changes` (PUT passes every writable field, PATCH only those sent)."""
     statement = (
@@ -110,16 +126,36 @@ async def update_task(
     task = (await connection.execute(statement)).first()
     if task is None:
         raise await _missing_or_forbidden(connection, task_id)
-    await _invalidate(cache, task.id, task.owner_id)
+    await _committed(effects, "updated", task.id, task.owner_id, viewer.id)
     return task
 
 
 async def delete_task(
-    connection: AsyncConnection, viewer: Viewer, task_id: int, *, cache: Invalidator | None
+    connection: AsyncConnection, viewer: Viewer, task_id: int, effects: TaskEffects
 ) -> None:
     owner_id = await connection.scalar(
         delete(TASKS).where(TASKS.c.id == task_id, _visible_to(viewer)).returning(TASKS.c.owner_id)
     )
     if owner_id is None:
         raise await _missing_or_forbidden(connection, task_id)
-    await _invalidate(cache, task_id, owner_id)
+    await _committed(effects, "deleted", task_id, owner_id, viewer.id)
+
+
+async def process_task(
+    connection: AsyncConnection, task_id: int, requested_by: int, effects: TaskEffects
+) -> str | None:
+    """The tutorial's process_task_data: mark the description processed and complete the task,
+    in one statement, never appending the mark twice. The new description; None when the task
+    is gone."""
+    statement = (
+        update(TASKS)
+        .where(TASKS.c.id == task_id)
+        .values(description=_PROCESSED_DESCRIPTION, status="completed")
+        .returning(TASKS.c.description, TASKS.c.owner_id)
+    )
+    row = (await connection.execute(statement)).first()
+    if row is None:
+        return None
+    await _committed(effects, "processed", task_id, row.owner_id, requested_by)
+    description: str = row.description
+    return description
