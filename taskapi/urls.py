@@ -12,10 +12,11 @@ MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
 class TaskIdConverter(IntegerConverter):
-    """`<task_id:...>`: 1-10 digits. Larger values are answered 404 by `reject_large_ids`
-    (a converter that raises would make Werkzeug answer 405 for the other methods)."""
+    """`<task_id:...>`: 1-10 ASCII digits (`\\d` also matches other scripts' digits, which int()
+    reads). Larger values are answered 404 by `reject_large_ids` (a converter that raises would
+    make Werkzeug answer 405 for the other methods)."""
 
-    regex = r"\d{1,10}"
+    regex = r"[0-9]{1,10}"
     documented_max = MAX_ID
 
 

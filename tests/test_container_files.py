@@ -1,9 +1,14 @@
 """The Containerfile and compose file stay in step with what CI installs and runs (no engine
-runs here, so their contents are checked against the tested commands)."""
+runs here, so their contents are checked against the tested commands), and no secret can
+enter the image."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import posixpath
 import re
+import shlex
 import shutil
 
 import yaml
@@ -12,6 +17,94 @@ from taskapi.settings import PROJECT_ROOT
 
 CONTAINERFILE = (PROJECT_ROOT / "Containerfile").read_text()
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "config/compose.yaml").read_text())
+SECRET_NAMES = ("*.env", "*.pem", "*.key")
+# What the image may copy from the build context: the files it reads, none of them a secret.
+# Not config/ itself: the README has operators keep compose.env and certs/privkey.pem there.
+ALLOWED_COPY_SOURCES = {
+    "pyproject.toml",
+    "requirements.lock",
+    "README.md",
+    "alembic.ini",
+    "asgi.py",
+    "worker.py",
+    "taskapi",
+    "migrations",
+    "config/hypercorn.toml",
+    "config/development.toml",
+    "config/testing.toml",
+    "config/production.toml",
+}
+SECRETS_AN_OPERATOR_MAY_HAVE = (
+    "config/compose.env",
+    "config/certs/privkey.pem",
+    "config/certs/fullchain.pem",
+    "config/systemd/taskapi.env",
+    "some/dir/x.key",
+    "deploy.pem",
+    ".env",
+    "taskapi/.env.local",
+)
+
+
+def _ignore_rules(path: str) -> list[tuple[bool, re.Pattern[str]]]:
+    """An ignore file as (is_exception, regex), read and compiled as moby's patternmatcher
+    (used by docker, podman and buildah) does: a bare `*.env` matches only at the root."""
+    rules = []
+    for line in (PROJECT_ROOT / path).read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or line.startswith("#"):
+            continue
+        exception = pattern.startswith("!")
+        pattern = posixpath.normpath(pattern.lstrip("!").strip()).lstrip("/")
+        regex, i = "", 0
+        while i < len(pattern):
+            char = pattern[i]
+            if pattern.startswith("**", i):
+                i += 3 if pattern.startswith("**/", i) else 2
+                regex += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
+            if char == "*":
+                regex += "[^/]*"
+            elif char == "?":
+                regex += "[^/]"
+            elif char == "\\" and i + 1 < len(pattern):
+                i += 1
+                regex += re.escape(pattern[i])
+            elif char in ".+()|{}$":
+                regex += "\\" + char
+            else:
+                regex += char
+            i += 1
+        rules.append((exception, re.compile(f"^{regex}$")))
+    return rules
+
+
+def _ignored(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Whether the build context leaves `path` out: the last rule matching it or one of its
+    parent directories decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    ignored = False
+    for exception, regex in rules:
+        if exception == ignored and any(regex.match(c) for c in candidates):
+            ignored = not exception
+    return ignored
+
+
+def _copy_sources() -> list[str]:
+    """The build-context paths the Containerfile's COPY and ADD instructions name."""
+    sources = []
+    for instruction in re.sub(r"\\\n", " ", CONTAINERFILE).splitlines():
+        words = instruction.split(None, 1)
+        if len(words) < 2 or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        rest = words[1].strip()
+        args = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+        if any(a.startswith("--from") for a in args):
+            continue
+        paths = [a for a in args if not a.startswith("--")]
+        sources += [posixpath.normpath(a) for a in paths[:-1]]
+    return sources
 
 
 def test_the_image_installs_like_make_does():
@@ -45,3 +138,37 @@ def test_the_commands_the_images_run_exist_in_the_tested_install():
         assert (venv_bin / command).exists() or shutil.which(command), command
     for path in ("config/hypercorn.toml", "config/nginx/taskapi.conf", "asgi.py", "worker.py"):
         assert (PROJECT_ROOT / path).is_file(), path
+
+
+def test_the_ignore_file_keeps_secrets_out_of_the_build_context():
+    rules = _ignore_rules(".containerignore")
+    leaked = [p for p in SECRETS_AN_OPERATOR_MAY_HAVE if not _ignored(p, rules)]
+    assert not leaked, f"these would enter the build context: {leaked}"
+    for junk in (".git/config", ".venv/bin/python", "instance/taskapi.db", "x/__pycache__/a.pyc"):
+        assert _ignored(junk, rules), junk
+
+
+def test_the_ignore_file_keeps_what_the_image_copies():
+    rules = _ignore_rules(".containerignore")
+    for source in ALLOWED_COPY_SOURCES:
+        root = PROJECT_ROOT / source
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for path in (p for p in files if "__pycache__" not in p.parts):
+            relative = path.relative_to(PROJECT_ROOT).as_posix()
+            assert not _ignored(relative, rules), relative
+
+
+def test_docker_reads_the_same_ignore_file_as_podman():
+    docker = (PROJECT_ROOT / ".dockerignore").read_text()
+    assert docker == (PROJECT_ROOT / ".containerignore").read_text()
+
+
+def test_the_image_copies_only_allowed_sources_that_hold_no_secrets():
+    sources = _copy_sources()
+    assert "taskapi" in sources and "config/production.toml" in sources
+    assert set(sources) <= ALLOWED_COPY_SOURCES, set(sources) - ALLOWED_COPY_SOURCES
+    for source in sources:
+        root = PROJECT_ROOT / source
+        assert root.exists(), source
+        for path in [root, *root.rglob("*")]:
+            assert not any(fnmatch.fnmatch(path.name, name) for name in SECRET_NAMES), path

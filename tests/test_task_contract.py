@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+from urllib.parse import quote
 
 import pytest
 
@@ -262,6 +265,13 @@ async def test_unknown_url_is_json_404(client_as, path):
     await _error(await api.get(path), 404, "not_found")
 
 
+async def test_task_id_in_another_scripts_digits_is_404(client_as):
+    api = await client_as()
+    task = await api.create_task()
+    arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in str(task["id"]))
+    await _error(await api.get(f"/api/tasks/{quote(arabic_indic)}"), 404, "not_found")
+
+
 async def test_wrong_method_is_405_with_allow(client):
     response = await client.post("/health")
     await _error(response, 405, "method_not_allowed")
@@ -334,14 +344,43 @@ async def test_default_page_is_bounded_at_100(client_as):
 
 
 @pytest.mark.parametrize(
-    "value", ["0", "101", "-1", "abc", "1.5", "%D9%A1%D9%A2", "99999999999999999999"]
+    "value",
+    [
+        "0",
+        "101",
+        "-1",
+        "abc",
+        "1.5",
+        "%D9%A1%D9%A2",
+        "99999999999999999999",
+        pytest.param("9" * 5000, id="5000-digits"),  # past Python's int-string limit
+        pytest.param("0" * 4999 + "1", id="5000-digits-leading-zeros"),
+    ],
 )
 async def test_invalid_limit_is_400(client_as, value):
     api = await client_as()
-    await _error(await api.get(f"/api/tasks/?limit={value}"), 400)
+    await _error(await api.get(f"/api/tasks/?limit={value}"), 400, "invalid_limit")
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "WyJ4Il0", "e30", "x" * 500, "WyIyMDI2IiwgLTFd"])
+def _cursor_at(stamp: str, row_id: int = 1) -> str:
+    """A cursor as the API writes one (unpadded URL-safe base64 of `[time, id]`)."""
+    raw = json.dumps([stamp, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "WyJ4Il0",
+        "e30",
+        pytest.param("x" * 500, id="500-chars"),
+        "WyIyMDI2IiwgLTFd",
+        # valid times whose UTC instant is before year 1 or after year 9999
+        pytest.param(_cursor_at("0001-01-01T00:00:00+01:00"), id="before-year-1-in-utc"),
+        pytest.param(_cursor_at("9999-12-31T23:59:59-01:00"), id="after-year-9999-in-utc"),
+    ],
+)
 async def test_invalid_cursor_is_400(client_as, cursor):
     api = await client_as()
     await _error(await api.get(f"/api/tasks/?cursor={cursor}"), 400, "invalid_cursor")

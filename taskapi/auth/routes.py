@@ -37,6 +37,13 @@ from taskapi.validation import json_body, parse_body
 bp = Blueprint("auth", __name__)
 
 
+@bp.after_request
+async def _no_store(response: Response) -> Response:
+    """Every /auth answer, errors included, may carry a token or account data: never cache it."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.post("/register")
 @default_limits
 @tag(["auth"])

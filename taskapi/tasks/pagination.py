@@ -40,6 +40,9 @@ class Cursor:
                 or not 0 <= row_id <= MAX_ID
             ):
                 raise ValueError("bad cursor")
-        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            # an offset can carry the instant past year 1 or 9999: OverflowError here, not in
+            # the database driver
+            created_at = created_at.astimezone(dt.UTC)
+        except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
             raise APIError(400, "Invalid cursor.", code="invalid_cursor") from None
         return cls(created_at=created_at, id=row_id)

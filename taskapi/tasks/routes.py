@@ -31,6 +31,7 @@ bp = Blueprint("tasks", __name__)
 TASK_ID = "/<task_id:task_id>"
 STATUSES = ("pending", "completed")
 MAX_LIMIT = 100
+MAX_LIMIT_DIGITS = 6  # leading zeros allowed, within reason
 
 
 def _list_arguments() -> tuple[str | None, int, Cursor | None]:
@@ -41,7 +42,13 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
     raw_limit = args.get("limit")
     limit = MAX_LIMIT
     if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        # the length bound comes first: int() of thousands of digits raises ValueError
+        if not (
+            raw_limit.isascii()
+            and raw_limit.isdigit()
+            and len(raw_limit) <= MAX_LIMIT_DIGITS
+            and 1 <= int(raw_limit) <= MAX_LIMIT
+        ):
             raise APIError(400, "limit must be an integer from 1 to 100.", code="invalid_limit")
         limit = int(raw_limit)
     raw_cursor = args.get("cursor")
