@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
+
+from tests.services import until
 
 
 async def _error(response, status: int, code: str | None = None) -> dict:
@@ -77,14 +80,33 @@ async def test_hostile_and_unicode_text_round_trips_verbatim(client_as, text):
     assert fetched["description"] == text
 
 
-async def test_updated_at_moves_on_update(client_as):
+async def test_updated_at_strictly_increases_on_every_write(client_as):
+    """PUT, PATCH and the process job each move `updated_at` forward; `created_at` stays."""
     api = await client_as()
-    task = await api.create_task()
-    response = await api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"})
-    patched = (await response.get_json())["data"]
-    assert patched["status"] == "completed"
-    assert patched["created_at"] == task["created_at"]
-    assert patched["updated_at"] >= task["updated_at"]
+    task = await api.create_task(description="d")
+    url = f"/api/tasks/{task['id']}"
+    stamps = [task["updated_at"]]
+    for method, body in (
+        ("put", {"title": "replaced", "status": "pending"}),
+        ("patch", {"status": "completed"}),
+        ("patch", {"title": "patched"}),
+    ):
+        response = await getattr(api, method)(url, json=body)
+        assert response.status_code == 200
+        data = (await response.get_json())["data"]
+        assert data["created_at"] == task["created_at"]
+        stamps.append(data["updated_at"])
+    queued = await api.post(f"{url}/process")
+    assert queued.status_code == 202
+    status_url = (await queued.get_json())["status_url"]
+
+    async def processed() -> bool:
+        return (await (await api.get(status_url)).get_json())["status"] == "complete"
+
+    await until(processed, "the process job", 30)
+    stamps.append((await (await api.get(url)).get_json())["data"]["updated_at"])
+    times = [dt.datetime.fromisoformat(stamp) for stamp in stamps]
+    assert all(earlier < later for earlier, later in itertools.pairwise(times)), stamps
 
 
 # --- validation: 422 with details -------------------------------------------------------------
