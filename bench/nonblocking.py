@@ -18,20 +18,12 @@ from alembic import command
 
 from taskapi.app import create_app
 from taskapi.migrate import alembic_config
-from taskapi.settings import load_settings
+from taskapi.settings import Settings, load_settings
 
 CREDENTIALS = {"username": "burst", "password": "burst-password"}
 
 
-async def measure(database_url: str, burst: int, time_cost: int, memory_kib: int) -> dict:
-    settings = load_settings(
-        environ={},
-        env="testing",
-        database_url=database_url,
-        argon2_time_cost=time_cost,
-        argon2_memory_cost_kib=memory_kib,
-    )
-    command.upgrade(alembic_config(settings), "head")
+async def measure(settings: Settings, burst: int) -> dict:
     app = create_app(settings)
     async with app.test_app():
         client = app.test_client()
@@ -69,7 +61,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         url = f"sqlite+aiosqlite:///{Path(directory) / 'bench.db'}"
-        found = asyncio.run(measure(url, args.burst, args.time_cost, args.memory_kib))
+        settings = load_settings(
+            environ={},
+            env="testing",
+            database_url=url,
+            argon2_time_cost=args.time_cost,
+            argon2_memory_cost_kib=args.memory_kib,
+        )
+        command.upgrade(alembic_config(settings), "head")  # before the loop (alembic's own)
+        found = asyncio.run(measure(settings, args.burst))
     health = found["health"]
     print(f"argon2 time_cost={args.time_cost} memory={args.memory_kib} KiB, burst={args.burst}")
     print(f"one login alone: {found['alone']:.1f} ms")

@@ -135,7 +135,9 @@ async def test_sigterm_lets_the_job_in_hand_finish(make_apps, redis_server):
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    (key,) = await state.redis.client.keys(b"arq:result:*")
+    results = await state.redis.client.keys(b"arq:result:*")
+    assert len(results) == 1, "no result: the job was cancelled, not finished"
+    (key,) = results
     job = Job(
         key.decode().removeprefix("arq:result:"), state.redis.client, _deserializer=deserialize_job
     )
