@@ -76,6 +76,31 @@ def _utcnow_sqlite(element: utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     return "(strftime('%Y-%m-%d %H:%M:%f000', 'now'))"
 
 
+class utcnow_after(FunctionElement[dt.datetime]):
+    """The database's current time, or one tick past `column` when the clock has not passed it:
+    an `updated_at` that strictly increases on every write, two in one clock tick included."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(utcnow_after)
+def _utcnow_after_default(element: utcnow_after, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"GREATEST(CURRENT_TIMESTAMP, {column} + INTERVAL '1 microsecond')"
+
+
+@compiles(utcnow_after, "sqlite")
+def _utcnow_after_sqlite(element: utcnow_after, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's clock has millisecond ticks; both sides in utcnow's text format, so max() of
+    # the texts is the later time
+    column = compiler.process(element.clauses, **kw)
+    return (
+        "max(strftime('%Y-%m-%d %H:%M:%f000', 'now'),"
+        f" strftime('%Y-%m-%d %H:%M:%f000', {column}, '+0.001 seconds'))"
+    )
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process: a pool for PostgreSQL, pragmas on every SQLite connection."""
     if settings.is_sqlite:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, column
 from sqlalchemy.orm import Mapped, mapped_column
 
-from taskapi.db import Base, UTCDateTime, utcnow
+from taskapi.db import Base, UTCDateTime, utcnow, utcnow_after
 
 ROLES = ("user", "admin")
 STATUSES = ("pending", "completed")
@@ -35,8 +35,9 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(20), server_default="pending")
     due_date: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
+    # every UPDATE of a task moves it forward, whichever statement writes (service, jobs)
     updated_at: Mapped[dt.datetime] = mapped_column(
-        UTCDateTime(), server_default=utcnow(), onupdate=utcnow()
+        UTCDateTime(), server_default=utcnow(), onupdate=utcnow_after(column("updated_at"))
     )
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 

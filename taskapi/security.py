@@ -26,7 +26,7 @@ class PasswordHasher:
             parallelism=settings.argon2_parallelism,
         )
         self._pool: ThreadPoolExecutor | None = None
-        self._dummy_hash = self._argon2.hash("taskapi-dummy-password")
+        self._dummy_hash: str | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -41,15 +41,20 @@ class PasswordHasher:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """True when the password matches; with no hash, spends the same time and says False."""
         loop = asyncio.get_running_loop()
-        target = password_hash or self._dummy_hash
-        ok = await loop.run_in_executor(self._executor(), self._check, target, password)
+        ok = await loop.run_in_executor(self._executor(), self._check, password_hash, password)
         return ok and password_hash is not None
 
-    def _check(self, password_hash: str, password: str) -> bool:
+    def _check(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self._argon2.verify(password_hash, password)
+            return self._argon2.verify(password_hash or self._dummy(), password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+
+    def _dummy(self) -> str:
+        """The hash an unknown name is checked against: made once, in a pool thread like any."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self._argon2.hash("taskapi-dummy-password")
+        return self._dummy_hash
 
     def close(self) -> None:
         if self._pool is not None:

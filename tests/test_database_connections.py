@@ -5,8 +5,11 @@ checkout cost over a quarter of a write's time)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 from quart import Quart
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskapi.db import needs_ping
@@ -30,15 +33,93 @@ async def _cut_the_apps_connections(app: Quart) -> int:
         await engine.dispose()
 
 
-async def test_a_cut_connection_is_replaced_before_use(make_apps):
-    """Pinging every checkout (threshold 0) or seeing it closed: either way no request fails."""
-    (app,) = await make_apps(1, backend="memory", db_ping_after_idle_seconds=0, cache_enabled=False)
-    account = await create_account(app)
-    client = app.test_client()
-    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
-    assert await _cut_the_apps_connections(app) >= 1
-    response = await client.get("/api/tasks/", headers=account.headers)
-    assert response.status_code == 200
+@dataclasses.dataclass
+class _Relayed:
+    client_reader: asyncio.StreamReader
+    client_writer: asyncio.StreamWriter
+    server_writer: asyncio.StreamWriter
+    pumps: list[asyncio.Task[None]]
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+class SilentCutProxy:
+    """A TCP relay to PostgreSQL that can drop its server connections without a word to the
+    client, as a firewall's idle timeout does: the client learns only when it next writes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._relayed: list[_Relayed] = []
+        self._watchers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.upstream)
+        pumps = [
+            asyncio.create_task(_pump(reader, server_writer)),
+            asyncio.create_task(_pump(server_reader, writer)),
+        ]
+        self._relayed.append(_Relayed(reader, writer, server_writer, pumps))
+
+    def cut(self) -> int:
+        """Close every server side; each client side stays silent until the client writes."""
+        for relayed in self._relayed:
+            for pump in relayed.pumps:
+                pump.cancel()
+            relayed.server_writer.transport.abort()
+            self._watchers.append(asyncio.create_task(_reset_on_next_write(relayed)))
+        cut, self._relayed = len(self._relayed), []
+        return cut
+
+    async def close(self) -> None:
+        for relayed in self._relayed:
+            for pump in relayed.pumps:
+                pump.cancel()
+            relayed.server_writer.transport.abort()
+            relayed.client_writer.transport.abort()
+        for watcher in self._watchers:
+            watcher.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def _reset_on_next_write(relayed: _Relayed) -> None:
+    await relayed.client_reader.read(1)
+    relayed.client_writer.transport.abort()
+
+
+async def test_an_idle_connection_cut_silently_is_pinged_and_replaced(make_apps, shared_settings):
+    """No EOF reaches the client, so only the ping on checkout can find the connection dead."""
+    url = make_url(shared_settings.database_url)
+    proxy = SilentCutProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    try:
+        (app,) = await make_apps(
+            1,
+            backend="memory",
+            database_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False),
+            db_ping_after_idle_seconds=0,
+            cache_enabled=False,
+        )
+        account = await create_account(app)
+        client = app.test_client()
+        assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+        assert proxy.cut() >= 1
+        response = await client.get("/api/tasks/", headers=account.headers)
+        assert response.status_code == 200
+    finally:
+        await proxy.close()
 
 
 async def test_a_connection_seen_closed_is_replaced_without_a_ping(make_apps):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from arq.jobs import Job
 from arq.worker import create_worker
 
-from taskapi.jobs import JobResources, process_task
+from taskapi.jobs import JobResources, deserialize_job, process_task
 from taskapi.mail import Mailer
 from taskapi.tasks.effects import TaskEffects
 from taskapi.worker_settings import build_worker_settings
@@ -174,10 +175,15 @@ async def test_a_failed_job_reads_as_failed(make_apps):
     state = app.extensions["taskapi"]
     keys = await state.redis.client.keys(b"arq:result:*")
     assert len(keys) == 1
-    view = await state.jobs.view(keys[0].decode().removeprefix("arq:result:"))
+    job_id = keys[0].decode().removeprefix("arq:result:")
+    view = await state.jobs.view(job_id)
     assert view.status == "failed"
     assert view.result is None
-    assert task["id"]
+    # ...and the failed job is this task's e-mail, whose arq result says it did not succeed
+    info = await Job(job_id, state.redis.client, _deserializer=deserialize_job).result_info()
+    assert info is not None
+    assert (info.function, list(info.args)) == ("send_task_created_email", [task["id"]])
+    assert info.success is False
 
 
 async def test_create_succeeds_when_the_queue_is_down(make_apps, redis_server, caplog):

@@ -1,46 +1,91 @@
-"""Password hashing runs off the event loop: /health keeps answering during a login burst."""
+"""Password hashing and verification run off the event loop: every argon2 call is observed in
+a thread where no event loop runs (bench/nonblocking.py measures what that buys)."""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
 
-from taskapi.app import create_app
+import argon2
+import pytest
+from click.testing import CliRunner
 
-BURST = 20
+from taskapi import cli
+from tests.conftest import PASSWORD, make_settings, migrate_to_head
 
 
-async def test_health_stays_fast_during_a_burst_of_logins(settings, clean_db):
-    # Costly hashes, as production's or more, make a blocked loop impossible to miss.
-    app = create_app(settings.replace(argon2_time_cost=3, argon2_memory_cost_kib=65536))
-    credentials = {"username": "burst", "password": "burst-password"}
-    async with app.test_app():
-        client = app.test_client()
-        registered = await client.post(
-            "/auth/register", json={**credentials, "email": "burst@example.com"}
-        )
-        assert registered.status_code == 201
+@dataclasses.dataclass(frozen=True)
+class Argon2Call:
+    method: str
+    thread: threading.Thread
+    on_a_loop: bool
 
-        async def timed_login() -> float:
-            started = time.perf_counter()
-            response = await client.post("/auth/login", json=credentials)
-            assert response.status_code == 200
-            return time.perf_counter() - started
 
-        alone = await timed_login()  # one login, nothing else running: about one hash
-        logins = [asyncio.create_task(timed_login()) for _ in range(BURST)]
-        health: list[float] = []
-        while not all(task.done() for task in logins):
-            started = time.perf_counter()
-            response = await client.get("/health")
-            assert response.status_code == 200
-            health.append(time.perf_counter() - started)
-        burst = await asyncio.gather(*logins)
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
-    # Were hashing on the loop, the loop would stall for a whole hash at a time (20 of them),
-    # and the slowest /health would take at least one hash: measured here, it took 8x longer.
-    assert len(health) >= BURST, (len(health), alone)
-    assert max(health) < alone / 2, (max(health), alone)
-    # ...and the logins themselves really were slow and concurrent.
-    assert statistics.median(burst) > alone
+
+@pytest.fixture
+def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[Argon2Call]:
+    """Every argon2 `hash` and `verify` from now on: which method, in which thread."""
+    calls: list[Argon2Call] = []
+
+    def observed(method: str) -> Any:
+        original = getattr(argon2.PasswordHasher, method)
+
+        def wrapper(self: argon2.PasswordHasher, *args: Any, **kwargs: Any) -> Any:
+            calls.append(Argon2Call(method, threading.current_thread(), _loop_running()))
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for method in ("hash", "verify"):
+        monkeypatch.setattr(argon2.PasswordHasher, method, observed(method))
+    return calls
+
+
+def _all_off_the_loop(calls: list[Argon2Call], loop_thread: threading.Thread) -> bool:
+    return all(call.thread is not loop_thread and not call.on_a_loop for call in calls)
+
+
+async def test_registration_hashes_off_the_event_loop(client, argon2_calls):
+    response = await client.post(
+        "/auth/register",
+        json={"username": "hashed", "email": "hashed@example.com", "password": PASSWORD},
+    )
+    assert response.status_code == 201
+    assert [call.method for call in argon2_calls] == ["hash"]
+    assert _all_off_the_loop(argon2_calls, threading.current_thread()), argon2_calls
+
+
+@pytest.mark.parametrize("who", ["existing", "unknown"])
+async def test_login_verifies_off_the_event_loop(client, make_account, argon2_calls, who):
+    account = await make_account()
+    argon2_calls.clear()  # the account's own hashing is not the login's
+    username = account.username if who == "existing" else "no-such-user"
+    response = await client.post("/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == (200 if who == "existing" else 401)
+    assert "verify" in [call.method for call in argon2_calls]
+    assert _all_off_the_loop(argon2_calls, threading.current_thread()), argon2_calls
+
+
+def test_the_create_user_command_hashes_off_its_event_loop(tmp_path: Path, argon2_calls):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    migrate_to_head(make_settings(url))
+    argon2_calls.clear()
+    result = CliRunner().invoke(
+        cli.main,
+        ["create-user", "--username", "cli-user", "--email", "cli@example.com"],
+        env={"TASKAPI_ENV": "testing", "DATABASE_URL": url, "TASKAPI_NEW_USER_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == 0, result.output
+    assert [call.method for call in argon2_calls] == ["hash"]
+    # asyncio.run ran the command's loop in this thread
+    assert _all_off_the_loop(argon2_calls, threading.current_thread()), argon2_calls

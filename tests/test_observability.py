@@ -6,6 +6,8 @@ import json
 import logging
 import re
 
+from quart import g
+
 from taskapi.logs import configure_logging
 from taskapi.observability import RequestIdFilter
 from tests.conftest import create_account
@@ -64,12 +66,17 @@ async def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(make_apps, c
     assert record.request_id == "trace-42"
 
 
-def test_json_log_lines_are_objects_with_the_request_id(capsys):
+async def test_json_log_lines_are_objects_with_the_request_id(make_apps, capsys):
+    """A line logged while a request is handled carries the id the app gave that request."""
+    (app,) = await make_apps(1, backend="memory")
     logger = logging.getLogger("taskapi")
     saved = (logger.level, list(logger.handlers), logger.propagate)
     configure_logging("INFO", "json")
     try:
-        logging.getLogger("taskapi.example").info("hello %s", "world")
+        async with app.test_request_context("/health"):
+            await app.preprocess_request()  # the app's before-request steps assign the id
+            request_id = g.request_id
+            logging.getLogger("taskapi.example").info("hello %s", "world")
         line = capsys.readouterr().err.strip().splitlines()[-1]
     finally:
         logger.setLevel(saved[0])
@@ -79,4 +86,5 @@ def test_json_log_lines_are_objects_with_the_request_id(capsys):
     assert entry["message"] == "hello world"
     assert entry["level"] == "INFO"
     assert entry["logger"] == "taskapi.example"
-    assert entry["request_id"] == "-"
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert entry["request_id"] == request_id

@@ -48,17 +48,20 @@ async def test_logout_with_the_refresh_token_revokes_it_too(make_apps, backend):
     assert refresh.status_code == 401
 
 
-async def test_a_revoked_refresh_token_can_log_out_itself(make_apps):
-    """Revoking a refresh token presented as the bearer token of /auth/refresh."""
+async def test_a_refresh_token_logged_out_is_refused_as_revoked_at_refresh(make_apps):
+    """The refresh token sent in the logout's body, presented again at /auth/refresh."""
     (app,) = await make_apps(1)
     account = await create_account(app)
     client = app.test_client()
-    await client.post(
+    logout = await client.post(
         "/auth/logout", headers=account.headers, json={"refresh_token": account.refresh_token}
     )
+    assert logout.status_code == 204
     again = await client.post(
         "/auth/refresh", headers={"Authorization": f"Bearer {account.refresh_token}"}
     )
+    assert again.status_code == 401
+    assert again.headers["WWW-Authenticate"] == "Bearer"
     assert (await again.get_json())["error"]["code"] == "token_revoked"
 
 

@@ -8,10 +8,10 @@ import time
 
 from sqlalchemy import delete, update
 
+from taskapi.auth.service import RoleCache
 from taskapi.auth.tokens import TokenClaims, VerifiedTokens
 from taskapi.models import User
 from tests.conftest import create_account
-from tests.services import until
 
 
 def _claims(expires_at: float) -> TokenClaims:
@@ -54,8 +54,25 @@ async def test_a_tampered_copy_of_a_verified_token_is_refused(make_apps):
     assert response.status_code == 401
 
 
+class Clock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _roles_on(app, clock: Clock) -> None:
+    state = app.extensions["taskapi"]
+    state.roles = RoleCache(state.settings.user_cache_seconds, clock=clock)
+
+
 async def test_a_demoted_admin_loses_admin_rights_within_the_role_cache_time(make_apps):
-    (app,) = await make_apps(1, backend="memory", user_cache_seconds=0.5)
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    clock = Clock()
+    _roles_on(app, clock)
     admin, owner = await create_account(app, "admin"), await create_account(app)
     client = app.test_client()
     task = await client.post("/api/tasks/", headers=owner.headers, json={"title": "t"})
@@ -65,17 +82,16 @@ async def test_a_demoted_admin_loses_admin_rights_within_the_role_cache_time(mak
     async with state.db.session() as session:
         await session.execute(update(User).where(User.id == admin.id).values(role="user"))
         await session.commit()
-    started = time.monotonic()
-
-    async def refused() -> bool:
-        return (await client.get(url, headers=admin.headers)).status_code == 403
-
-    await until(refused, "the demotion to take effect", 10)
-    assert time.monotonic() - started < 0.5 + 1.0
+    clock.now += 29.5  # the old role is reused until the cache time is up...
+    assert (await client.get(url, headers=admin.headers)).status_code == 200
+    clock.now += 0.5  # ...and not a moment longer
+    assert (await client.get(url, headers=admin.headers)).status_code == 403
 
 
 async def test_a_deleted_user_is_refused_within_the_role_cache_time(make_apps):
-    (app,) = await make_apps(1, backend="memory", user_cache_seconds=0.5)
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    clock = Clock()
+    _roles_on(app, clock)
     account = await create_account(app)
     client = app.test_client()
     assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
@@ -83,8 +99,7 @@ async def test_a_deleted_user_is_refused_within_the_role_cache_time(make_apps):
     async with state.db.session() as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
-
-    async def refused() -> bool:
-        return (await client.get("/api/tasks/", headers=account.headers)).status_code == 401
-
-    await until(refused, "the deletion to take effect", 10)
+    clock.now += 29.5
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+    clock.now += 0.5
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 401

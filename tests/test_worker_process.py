@@ -8,8 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+from arq.jobs import Job, JobStatus
+
+from taskapi.jobs import deserialize_job
 from taskapi.settings import PROJECT_ROOT
 from tests.conftest import create_account
 from tests.services import free_port, until
@@ -57,6 +61,23 @@ class StalledSmtp:
         self.sock.close()
 
 
+class WorkerOutput:
+    """The worker's output, read line by line as it comes (a thread drains the pipe)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._reader.start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._lines.append(line.decode(errors="replace"))
+
+    def text(self) -> str:
+        return "".join(self._lines)
+
+
 async def _job_in_progress(app) -> bool:
     return bool(await app.extensions["taskapi"].redis.client.keys(b"arq:in-progress:*"))
 
@@ -93,25 +114,36 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes(make_ap
 
 async def test_sigterm_lets_the_job_in_hand_finish(make_apps, redis_server):
     (app,) = await make_apps(1)
-    settings = app.extensions["taskapi"].settings
+    state = app.extensions["taskapi"]
     account = await create_account(app)
     with smtp_sink(hold=True) as sink:
-        worker = start_worker(settings, redis_server.url, sink.url, TASKAPI_WORKER)
+        worker = start_worker(state.settings, redis_server.url, sink.url, TASKAPI_WORKER)
+        output = WorkerOutput(worker)
         try:
             created = await app.test_client().post(
                 "/api/tasks/", headers=account.headers, json={"title": "graceful"}
             )
             assert created.status_code == 201
+            # in flight: the job's e-mail reached DATA, and the sink holds its answer
             await until(sink.handler.receiving.is_set, "the job to be sending its e-mail", 30)
-            worker.send_signal(signal.SIGTERM)  # mid-job: the SMTP server has not answered
+            worker.send_signal(signal.SIGTERM)
+            await until(lambda: "shutdown on SIGTERM" in output.text(), "the signal handler", 30)
+            assert not sink.handler.delivered  # the job was still waiting when the signal landed
             sink.handler.release.set()
-            assert worker.wait(timeout=60) == 0
-            delivered = await sink.wait_for(1)
+            assert worker.wait(timeout=60) == 0, output.text()[-2000:]
         finally:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    output = worker.stdout.read().decode() if worker.stdout else ""
-    assert len(delivered) == 1
-    assert "wait complete ◆ 1 jobs complete ◆ 0 failed" in output, output[-2000:]
-    assert "0 ongoing to cancel" in output, output[-2000:]
+    results = await state.redis.client.keys(b"arq:result:*")
+    assert len(results) == 1, "no result: the job was cancelled, not finished"
+    (key,) = results
+    job = Job(
+        key.decode().removeprefix("arq:result:"), state.redis.client, _deserializer=deserialize_job
+    )
+    assert await job.status() == JobStatus.complete
+    result = await job.result_info()
+    assert result is not None and result.function == "send_task_created_email"
+    assert result.success, result.result
+    assert result.result["status"] == "sent"
+    assert len(sink.handler.delivered) == 1

@@ -69,14 +69,15 @@ class RoleCache:
     entry expires.
     """
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
+        self._clock = clock
         self._entries: dict[int, tuple[str, float]] = {}
 
     def cached_role(self, user_id: int) -> str | None:
         """The role remembered for this user, if still fresh; None: ask `role_of`."""
         entry = self._entries.get(user_id)
-        if entry is not None and entry[1] > time.monotonic():
+        if entry is not None and entry[1] > self._clock():
             return entry[0]
         return None
 
@@ -86,7 +87,7 @@ class RoleCache:
         role = self.cached_role(user_id)
         if role is not None:
             return role
-        now = time.monotonic()
+        now = self._clock()
         role = await role_of(await connection_of(), user_id)
         if role is not None and self.ttl > 0:
             if len(self._entries) > 100_000:
