@@ -173,6 +173,12 @@ class ResponseCache:
         lists."""
         return [f"v:t:{task_id}", f"v:o:{owner_id}", "v:all"]
 
+    @staticmethod
+    def account_versions(owner_id: int, task_ids: list[int]) -> list[str]:
+        """The versions a deleted account's answers live under: its lists (whoever gets its id
+        next), its tasks' details and the admin's lists."""
+        return [f"v:o:{owner_id}", "v:all", *(f"v:t:{task_id}" for task_id in task_ids)]
+
     def version_names(self, names: list[str]) -> list[str]:
         """Those versions' Redis keys, for a caller that bumps them in its own round trip."""
         return [self.backend.build_key(name) for name in names]

@@ -160,6 +160,55 @@ def create_user(username: str, email: str, admin: bool, password: str) -> None:
     click.echo(f"created {'admin' if admin else 'user'} {username!r} with id {user_id}")
 
 
+@main.command("delete-user")
+@click.option("--username", required=True)
+@click.confirmation_option(prompt="Delete this user and all of their tasks?")
+def delete_user(username: str) -> None:
+    """Delete a user and their tasks; cached answers that showed them are dropped."""
+    settings = _settings()
+    user_id = asyncio.run(_delete_user(settings, username))
+    if user_id is None:
+        raise click.ClickException(f"no user {username!r}")
+    click.echo(f"deleted user {username!r} (id {user_id}) and their tasks")
+    if settings.cache_enabled and not settings.redis_url:
+        click.echo(
+            "note: without REDIS_URL each server process caches in memory; a running server "
+            "may show the deleted tasks in admin lists until its cache entries expire"
+        )
+
+
+async def _delete_user(settings: Settings, username: str) -> int | None:
+    from sqlalchemy import select
+
+    from taskapi.auth import service
+    from taskapi.cache import ResponseCache
+    from taskapi.models import User
+    from taskapi.redis_pool import RedisPool
+
+    pool = None
+    if settings.redis_url:
+        pool = RedisPool(
+            settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms
+        )
+        await pool.open()
+    cache = ResponseCache(settings, pool) if settings.cache_enabled and pool is not None else None
+    if cache is not None:
+        await cache.open()
+
+    async def work(session: Any, _passwords: Any) -> int | None:
+        user_id: int | None = await session.scalar(select(User.id).where(User.username == username))
+        if user_id is None or not await service.delete_user(session, cache, user_id):
+            return None
+        return user_id
+
+    try:
+        result: int | None = await _with_session(settings, work)
+    finally:
+        if pool is not None:
+            await pool.close()
+    return result
+
+
 async def _with_session(settings: Settings, work: Any) -> Any:
     from taskapi.db import Database
     from taskapi.security import PasswordHasher

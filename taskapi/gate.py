@@ -230,12 +230,12 @@ class Gate:
         admission.claims = claims
         # an access token's holder has its own budget once the token proves unrevoked
         user = f"user:{claims.user_id}" if kind == ACCESS else None
-        role = self.state.roles.cached_role(claims.user_id)
+        role = self.state.roles.cached_role(claims)
         slot = self._slot(policy, claims.user_id, role)
         revoked, found = await self._shared_step(admission, endpoint, limits, address, user, slot)
         self._refuse_revoked(revoked)
         if role is None:
-            role = await self.state.roles.role_of(request_connection, claims.user_id)
+            role = await self.state.roles.role_of(request_connection, claims)
             if role is None:
                 # not a user: counted against its address too, then refused
                 await self._limit_alone(admission, endpoint, limits, address)

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, column
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    column,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.db import Base, UTCDateTime, utcnow, utcnow_after
@@ -14,9 +25,18 @@ ROLES = ("user", "admin")
 STATUSES = ("pending", "completed")
 
 
+def new_token_generation() -> int:
+    """A random 63-bit generation for a new account, so that no other account's token (even one
+    that once had the same id) carries it."""
+    return secrets.randbits(63)
+
+
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin')", name="role"),
+        {"sqlite_autoincrement": True},  # never reuse an id (PostgreSQL never does)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
@@ -24,6 +44,11 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), server_default="user")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
+    # Carried in every token ("gen"): a token whose generation is not the account's is refused.
+    # Accounts that predate it are at 0, as are the tokens issued before it (no claim).
+    token_generation: Mapped[int] = mapped_column(
+        BigInteger, default=new_token_generation, server_default="0"
+    )
 
 
 class Task(Base):
@@ -41,7 +66,10 @@ class Task(Base):
     )
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
-    __table_args__ = (CheckConstraint("status IN ('pending', 'completed')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'completed')", name="status"),
+        {"sqlite_autoincrement": True},  # never reuse an id (PostgreSQL never does)
+    )
 
 
 def task_payload(task: Any) -> dict[str, object]:

@@ -189,7 +189,9 @@ async def create_account(app: Quart, role: str = "user", username: str | None = 
             role=role,
         )
     async with app.app_context():
-        access, refresh = issue_access_token(user.id, role), issue_refresh_token(user.id)
+        generation = user.token_generation
+        access = issue_access_token(user.id, role, generation)
+        refresh = issue_refresh_token(user.id, generation)
     return Account(user.id, name, f"{name}@example.com", PASSWORD, role, access, refresh)
 
 

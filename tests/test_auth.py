@@ -8,7 +8,7 @@ import datetime as dt
 import jwt
 import orjson
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from taskapi.models import User
 from tests.conftest import state_of
@@ -257,6 +257,39 @@ async def test_token_of_a_deleted_user(app, client, make_account):
     for path in ("/auth/me", "/api/tasks/"):
         await _error(await client.get(path, headers=account.headers), 401)
     await _error(await client.post("/auth/refresh", headers=_bearer(account.refresh_token)), 401)
+
+
+async def test_token_of_another_generation_of_the_account(app, client, make_account):
+    """A token carries the account's generation; a token of any other one is refused."""
+    account = await make_account()
+    claims = jwt.decode(
+        account.access_token, state_of(app).settings.jwt_secret_key, algorithms=["HS256"]
+    )
+    other = _forge(app, identity=account.id, gen=claims["gen"] + 1)
+    error = await _error(await client.get("/auth/me", headers=_bearer(other)), 401)
+    assert error["code"] == "token_invalid"
+
+
+@pytest.mark.parametrize("generation", ["1", 1.5, True, None])
+async def test_token_with_a_non_integer_generation(app, client, make_account, generation):
+    account = await make_account()
+    token = _forge(app, identity=account.id, gen=generation)
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+async def test_a_token_without_generation_passes_only_for_an_account_from_before(
+    app, client, make_account
+):
+    """Tokens and accounts from before the claim both count as generation 0."""
+    old, new = await make_account(), await make_account()
+    async with state_of(app).db.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE users SET token_generation = 0 WHERE id = :id"), {"id": old.id}
+        )
+    before = _forge(app, identity=old.id)
+    assert (await client.get("/auth/me", headers=_bearer(before))).status_code == 200
+    forged = _forge(app, identity=new.id)
+    await _error(await client.get("/auth/me", headers=_bearer(forged)), 401)
 
 
 async def test_role_comes_from_the_database_not_the_token(app, client, make_account):

@@ -96,3 +96,81 @@ def test_downgrade_to_0001_keeps_existing_rows(fresh_database_url):
     assert asyncio.run(insert_and_count(False)) == 1
     command.upgrade(config, "head")
     assert asyncio.run(insert_and_count(False)) == 1
+
+
+def _run_sql(url: str, *statements: str) -> list[tuple]:
+    """Run statements in one transaction; the rows of the last one."""
+
+    async def go() -> list[tuple]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                result = None
+                for statement in statements:
+                    result = await connection.execute(text(statement))
+                return [tuple(row) for row in result] if result and result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _index_names(sync_connection, table: str) -> list[str]:
+    """Index names (SQLAlchemy does not reflect SQLite's expression indexes: ask SQLite)."""
+    if sync_connection.dialect.name != "sqlite":
+        return [index["name"] for index in inspect(sync_connection).get_indexes(table)]
+    query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t AND sql != ''"
+    return list(sync_connection.execute(text(query), {"t": table}).scalars())
+
+
+def _schema_names(url: str) -> dict[str, set[str]]:
+    """Every named constraint, index and foreign key (with its ON DELETE) of both tables."""
+
+    async def go() -> dict[str, set[str]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+
+                def look(sync_connection) -> dict[str, set[str]]:
+                    inspector = inspect(sync_connection)
+                    names: dict[str, set[str]] = {}
+                    for table in ("users", "tasks"):
+                        names[table] = {
+                            *(f"uq {u['name']}" for u in inspector.get_unique_constraints(table)),
+                            *(f"ck {c['name']}" for c in inspector.get_check_constraints(table)),
+                            *(f"ix {name}" for name in _index_names(sync_connection, table)),
+                            *(
+                                f"fk {f['name']} {f['options'].get('ondelete')}"
+                                for f in inspector.get_foreign_keys(table)
+                            ),
+                        }
+                    return names
+
+                return await connection.run_sync(look)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_upgrade_from_0002_keeps_rows_and_every_name(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0002")
+    before = _schema_names(fresh_database_url)
+    _run_sql(
+        fresh_database_url,
+        "INSERT INTO users (username, email, password_hash) VALUES ('u', 'u@example.com', 'x')",
+        "INSERT INTO tasks (title, owner_id) SELECT 'kept', id FROM users",
+    )
+
+    command.upgrade(config, "head")
+
+    after = _schema_names(fresh_database_url)
+    assert after["tasks"] == before["tasks"]
+    assert after["users"] == before["users"]
+    rows = _run_sql(
+        fresh_database_url,
+        "SELECT u.username, u.token_generation, t.title FROM users u JOIN tasks t "
+        "ON t.owner_id = u.id",
+    )
+    assert rows == [("u", 0, "kept")]

@@ -83,8 +83,8 @@ async def login(data: LoginRequest) -> Response:
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
     return json_response(
         {
-            "access_token": issue_access_token(user.id, user.role),
-            "refresh_token": issue_refresh_token(user.id),
+            "access_token": issue_access_token(user.id, user.role, user.token_generation),
+            "refresh_token": issue_refresh_token(user.id, user.token_generation),
             "token_type": "bearer",
             "expires_in": state.settings.access_token_expires,
         }
@@ -102,7 +102,7 @@ async def refresh() -> Response:
     viewer = current_viewer()
     return json_response(
         {
-            "access_token": issue_access_token(viewer.id, viewer.role),
+            "access_token": issue_access_token(viewer.id, viewer.role, current_claims().generation),
             "token_type": "bearer",
             "expires_in": app_state().settings.access_token_expires,
         }

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskapi.errors import APIError
-from taskapi.models import User
+from taskapi.models import Task, User
 from taskapi.security import PasswordHasher
+
+if TYPE_CHECKING:
+    from taskapi.auth.tokens import TokenClaims
+    from taskapi.cache import ResponseCache
 
 TAKEN = "Username or email already exists"
 
@@ -55,45 +60,71 @@ async def authenticate(
     return user if ok else None
 
 
-async def role_of(connection: AsyncConnection, user_id: int) -> str | None:
-    """The user's current role, or None when the account no longer exists."""
-    role: str | None = await connection.scalar(select(User.role).where(User.id == user_id))
-    return role
+async def role_and_generation_of(
+    connection: AsyncConnection, user_id: int
+) -> tuple[str, int] | None:
+    """The user's current role and token generation, or None when the account is gone."""
+    row = (
+        await connection.execute(select(User.role, User.token_generation).where(User.id == user_id))
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 class RoleCache:
-    """Roles of existing users, reused for `ttl` seconds by this process (0: never).
+    """Roles and token generations of existing users, reused for `ttl` seconds by this process
+    (0: never), answering only for tokens of the account's current generation.
 
     A demoted or deleted user keeps the old role (or access) for at most `ttl` seconds in each
     process; a missing user is never remembered, so a deleted account is refused as soon as its
-    entry expires.
+    entry expires. A token of another generation (an account that had this id before) is
+    refused at once: it never matches the cached entry and is then checked against the database.
     """
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._clock = clock
-        self._entries: dict[int, tuple[str, float]] = {}
+        self._entries: dict[int, tuple[str, int, float]] = {}
 
-    def cached_role(self, user_id: int) -> str | None:
-        """The role remembered for this user, if still fresh; None: ask `role_of`."""
-        entry = self._entries.get(user_id)
-        if entry is not None and entry[1] > self._clock():
+    def cached_role(self, claims: TokenClaims) -> str | None:
+        """The role remembered for the token's user, if fresh and of the token's generation;
+        None: ask `role_of`."""
+        entry = self._entries.get(claims.user_id)
+        if entry is not None and entry[2] > self._clock() and entry[1] == claims.generation:
             return entry[0]
         return None
 
     async def role_of(
-        self, connection_of: Callable[[], Awaitable[AsyncConnection]], user_id: int
+        self, connection_of: Callable[[], Awaitable[AsyncConnection]], claims: TokenClaims
     ) -> str | None:
-        role = self.cached_role(user_id)
+        """The role of the token's user; None when the account is gone or is not the one the
+        token was issued to."""
+        role = self.cached_role(claims)
         if role is not None:
             return role
         now = self._clock()
-        role = await role_of(await connection_of(), user_id)
-        if role is not None and self.ttl > 0:
+        account = await role_and_generation_of(await connection_of(), claims.user_id)
+        if account is None:
+            return None
+        if self.ttl > 0:
             if len(self._entries) > 100_000:
                 self._entries.clear()
-            self._entries[user_id] = (role, now + self.ttl)
-        return role
+            self._entries[claims.user_id] = (*account, now + self.ttl)
+        role, generation = account
+        return role if generation == claims.generation else None
+
+
+async def delete_user(session: AsyncSession, cache: ResponseCache | None, user_id: int) -> bool:
+    """Delete an account and its tasks; False when there was none. Every cached answer that
+    showed them is dropped, so no later account (nor the admin's lists) is served them."""
+    tasks = await session.scalars(delete(Task).where(Task.owner_id == user_id).returning(Task.id))
+    task_ids = list(tasks)
+    deleted = await session.scalar(delete(User).where(User.id == user_id).returning(User.id))
+    await session.commit()
+    if deleted is None:
+        return False
+    if cache is not None:
+        await cache.bump(cache.account_versions(user_id, task_ids))
+    return True
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

@@ -1,7 +1,9 @@
 """JSON Web Tokens: the only module that touches quart-jwt-extended.
 
-The library issues and decodes; its decorators and loaders are not used, because its callbacks
-are synchronous (see DEPENDENCIES.md). Verification failures become our 401 envelope here.
+The library decodes; its decorators and loaders are not used, because its callbacks are
+synchronous (see DEPENDENCIES.md). Tokens are issued with PyJWT in the library's format, since
+the library can add only one custom claim and ours are two (`role`, `gen`). Verification
+failures become our 401 envelope here.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+import uuid
 from collections import OrderedDict
+from typing import TypeGuard
 
 import jwt
 from quart import Quart, current_app, g, request
-from quart_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+from quart_jwt_extended import JWTManager, decode_token
 
 from taskapi.errors import APIError
 from taskapi.settings import Settings
@@ -21,6 +25,7 @@ from taskapi.settings import Settings
 ACCESS = "access"
 REFRESH = "refresh"
 ALGORITHM = "HS256"
+GENERATION = "gen"  # the account's token generation when the token was issued
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class TokenClaims:
     jti: str
     expires_at: int
     role: str | None
+    generation: int = 0  # tokens issued before the claim existed, like accounts then, are at 0
 
 
 def init_tokens(app: Quart, settings: Settings) -> None:
@@ -43,22 +49,38 @@ def init_tokens(app: Quart, settings: Settings) -> None:
         JWT_REFRESH_TOKEN_EXPIRES=dt.timedelta(seconds=settings.refresh_token_expires),
         JWT_TOKEN_LOCATION=["headers"],
         JWT_IDENTITY_CLAIM="identity",
-        # The role travels as a top-level "role" claim: the library puts its user claims
-        # under this key, and we hand it the role string itself.
+        # The role travels as a top-level "role" claim (informational: the guard reads the
+        # database's); the library's decoder looks for user claims under this key.
         JWT_USER_CLAIMS="role",
     )
     JWTManager(app)
     app.extensions["taskapi.tokens"] = VerifiedTokens()
 
 
-def issue_access_token(user_id: int, role: str) -> str:
-    token: str = create_access_token(identity=user_id, user_claims=role)
-    return token
+def issue_access_token(user_id: int, role: str, generation: int) -> str:
+    return _encode(user_id, ACCESS, {"fresh": False, "role": role, GENERATION: generation})
 
 
-def issue_refresh_token(user_id: int) -> str:
-    token: str = create_refresh_token(identity=user_id)
-    return token
+def issue_refresh_token(user_id: int, generation: int) -> str:
+    return _encode(user_id, REFRESH, {GENERATION: generation})
+
+
+def _encode(user_id: int, kind: str, claims: dict[str, object]) -> str:
+    config = current_app.config
+    lifetime: dt.timedelta = config[
+        "JWT_ACCESS_TOKEN_EXPIRES" if kind == ACCESS else "JWT_REFRESH_TOKEN_EXPIRES"
+    ]
+    now = dt.datetime.now(dt.UTC)
+    payload = {
+        "iat": now,
+        "nbf": now,
+        "jti": str(uuid.uuid4()),
+        "exp": now + lifetime,
+        "identity": user_id,
+        "type": kind,
+        **claims,
+    }
+    return jwt.encode(payload, config["JWT_SECRET_KEY"], algorithm=ALGORITHM)
 
 
 def read_bearer_token(kind: str) -> TokenClaims:
@@ -152,17 +174,18 @@ def _decode(token: str) -> TokenClaims:
 
 
 def _claims_from(data: dict[str, object]) -> TokenClaims:
-    user_id, jti, exp, role = (
+    user_id, jti, exp, role, generation = (
         data.get("identity"),
         data.get("jti"),
         data.get("exp"),
         data.get("role"),
+        data.get(GENERATION, 0),
     )
     if (
-        not isinstance(user_id, int)
-        or isinstance(user_id, bool)
+        not _is_int(user_id)
         or not isinstance(jti, str)
         or not isinstance(exp, int)
+        or not _is_int(generation)
     ):
         raise APIError(401, "Invalid token.", code="token_invalid")
     return TokenClaims(
@@ -171,4 +194,9 @@ def _claims_from(data: dict[str, object]) -> TokenClaims:
         jti=jti,
         expires_at=exp,
         role=role if isinstance(role, str) else None,
+        generation=generation,
     )
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
