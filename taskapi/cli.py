@@ -149,11 +149,15 @@ def create_user(username: str, email: str, admin: bool, password: str) -> None:
     from pydantic import ValidationError
 
     from taskapi.auth.schemas import RegisterRequest
+    from taskapi.validation import field_errors
 
     try:
         RegisterRequest(username=username, email=email, password=password)
-    except ValidationError as error:
-        raise click.ClickException(str(error)) from None
+    except ValidationError as error:  # named by field, never echoing the input (the password)
+        problems = field_errors(error)
+        raise click.ClickException(
+            "; ".join(f"{field}: {', '.join(found)}" for field, found in problems.items())
+        ) from None
     user_id = asyncio.run(
         _create_user(_settings(), username, email, password, "admin" if admin else "user")
     )
@@ -161,7 +165,7 @@ def create_user(username: str, email: str, admin: bool, password: str) -> None:
 
 
 @main.command("delete-user")
-@click.option("--username", required=True)
+@click.option("--username", required=True, help="Matched in any case, as at login.")
 @click.confirmation_option(prompt="Delete this user and all of their tasks?")
 def delete_user(username: str) -> None:
     """Delete a user and their tasks; cached answers that showed them are dropped."""
@@ -178,7 +182,7 @@ def delete_user(username: str) -> None:
 
 
 async def _delete_user(settings: Settings, username: str) -> int | None:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from taskapi.auth import service
     from taskapi.cache import ResponseCache
@@ -196,7 +200,9 @@ async def _delete_user(settings: Settings, username: str) -> int | None:
         await cache.open()
 
     async def work(session: Any, _passwords: Any) -> int | None:
-        user_id: int | None = await session.scalar(select(User.id).where(User.username == username))
+        user_id: int | None = await session.scalar(
+            select(User.id).where(func.lower(User.username) == func.lower(username))
+        )
         if user_id is None or not await service.delete_user(session, cache, user_id):
             return None
         return user_id
@@ -243,7 +249,7 @@ async def _create_user(
 
 
 async def _seed_demo(settings: Settings) -> list[str]:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from taskapi.auth.service import register_user
     from taskapi.models import Task, User
@@ -251,7 +257,8 @@ async def _seed_demo(settings: Settings) -> list[str]:
     async def work(session: Any, passwords: Any) -> list[str]:
         created: list[str] = []
         for username, email, role in DEMO_USERS:
-            if await session.scalar(select(User.id).where(User.username == username)) is None:
+            taken = select(User.id).where(func.lower(User.username) == username)
+            if await session.scalar(taken) is None:
                 await register_user(
                     session,
                     passwords,

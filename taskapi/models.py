@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     column,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -95,3 +96,6 @@ Index(
     Task.created_at.desc(),
     Task.id.desc(),
 )
+# Usernames and e-mail addresses are unique whatever their case.
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+Index("uq_users_email_lower", func.lower(User.email), unique=True)

@@ -173,11 +173,11 @@ async def test_delete_user_command_removes_the_account_and_its_tasks(tmp_path):
     )
     assert created.returncode == 0, created.stderr
 
-    deleted = run("delete-user", "--username", "leaver", "--yes", DATABASE_URL=url)
+    deleted = run("delete-user", "--username", "LEAVER", "--yes", DATABASE_URL=url)
     again = run("delete-user", "--username", "leaver", "--yes", DATABASE_URL=url)
 
     assert deleted.returncode == 0, deleted.stderr
-    assert "deleted user 'leaver'" in deleted.stdout
+    assert "deleted user 'LEAVER'" in deleted.stdout
     assert again.returncode != 0
     assert "no user 'leaver'" in again.stderr
 

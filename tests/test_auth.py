@@ -9,9 +9,12 @@ import jwt
 import orjson
 import pytest
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import IntegrityError
 
+from taskapi.auth.schemas import RegisterRequest
+from taskapi.auth.service import register_user
 from taskapi.models import User
-from tests.conftest import state_of
+from tests.conftest import PASSWORD, state_of
 
 NEW_USER = {"username": "newuser", "email": "new@example.com", "password": "s3cure-password"}
 
@@ -307,3 +310,79 @@ async def test_role_comes_from_the_database_not_the_token(app, client, make_acco
         await session.commit()
     response = await client.get(f"/api/tasks/{task_id}", headers=admin.headers)
     assert response.status_code == 403
+
+
+# --- one account per name and address, whatever the case; no common passwords -----------------
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"username": "NewUser", "email": "other@example.com"},
+        {"username": "NEWUSER", "email": "other@example.com"},
+        {"username": "otheruser", "email": "NEW@example.com"},
+        {"username": "otheruser", "email": "new@EXAMPLE.COM"},
+    ],
+)
+async def test_register_a_case_variant_of_a_taken_name_or_address_is_409(client, variant):
+    assert (await client.post("/auth/register", json=NEW_USER)).status_code == 201
+    response = await client.post("/auth/register", json={**NEW_USER, **variant})
+    assert (await _error(response, 409))["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"username": "ALICE", "email": "bob@example.com"},
+        {"username": "bob", "email": "ALICE@example.com"},
+    ],
+)
+async def test_the_database_refuses_a_case_variant_that_skipped_the_check(app, clean_db, variant):
+    """What decides a race between two registrations: the unique indexes on lower()."""
+    insert = text(
+        "INSERT INTO users (username, email, password_hash) VALUES (:username, :email, 'x')"
+    )
+    async with state_of(app).db.engine.connect() as connection:
+        await connection.execute(insert, {"username": "alice", "email": "alice@example.com"})
+        with pytest.raises(IntegrityError):
+            await connection.execute(insert, variant)
+        await connection.rollback()
+
+
+async def test_register_keeps_the_local_part_and_lowercases_the_domain(app, clean_db):
+    state = state_of(app)
+    async with state.db.session() as session:
+        user = await register_user(
+            session,
+            state.passwords,
+            username="mixed",
+            email="Mixed.Case@Example.COM",
+            password="a-long-password",
+        )
+    assert user.email == "Mixed.Case@example.com"
+
+
+async def test_login_matches_the_username_in_any_case(client, make_account):
+    account = await make_account(username="CaseUser")
+    for name in ("caseuser", "CASEUSER", "CaseUser"):
+        response = await client.post(
+            "/auth/login", json={"username": name, "password": account.password}
+        )
+        assert response.status_code == 200, name
+        token = (await response.get_json())["access_token"]
+        me = await client.get("/auth/me", headers=_bearer(token))
+        assert (await me.get_json())["data"]["username"] == "CaseUser"
+
+
+@pytest.mark.parametrize("password", ["password", "PASSWORD", "12345678", "iloveyou", "qwertyuiop"])
+async def test_register_refuses_a_common_password(client, password):
+    response = await client.post("/auth/register", json={**NEW_USER, "password": password})
+    error = await _error(response, 400)
+    assert error["code"] == "bad_request"
+    assert list(error["details"]) == ["password"]
+    assert "common" in error["details"]["password"][0]
+
+
+def test_the_suites_passwords_are_not_common():
+    for password in (PASSWORD, NEW_USER["password"]):
+        RegisterRequest(username="someone", email="someone@example.com", password=password)

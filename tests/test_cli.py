@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
+from taskapi.migrate import alembic_config
 from taskapi.settings import PROJECT_ROOT
 
 TASKAPI = str(Path(sys.executable).parent / "taskapi")
@@ -40,7 +42,8 @@ def test_init_db_demo_seeds_once_and_is_safe_to_repeat(sqlite_url):
     assert second.returncode == 0, second.stderr
     assert "already present" in second.stdout
     current = run("db", "current", DATABASE_URL=sqlite_url)
-    assert "0002" in current.stdout
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"Rev: {head} (head)" in current.stdout
 
 
 def test_init_db_demo_refuses_in_production(sqlite_url):

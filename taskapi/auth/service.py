@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 TAKEN = "Username or email already exists"
 
 
+def normalise_email(email: str) -> str:
+    """The address with its domain in lower case (domains are case-blind; the local part is
+    the mail server's business, so it stays as given)."""
+    local, at, domain = email.rpartition("@")
+    return f"{local}{at}{domain.lower()}" if at else email
+
+
 async def register_user(
     session: AsyncSession,
     passwords: PasswordHasher,
@@ -30,9 +37,18 @@ async def register_user(
     password: str,
     role: str = "user",
 ) -> User:
-    """Create an account; 409 when the username or e-mail is taken (also under a race)."""
+    """Create an account; 409 when the username or e-mail is taken in any case (also under a
+    race: the unique indexes on lower() decide)."""
+    email = normalise_email(email)
     taken = await session.scalar(
-        select(User.id).where(or_(User.username == username, User.email == email)).limit(1)
+        select(User.id)
+        .where(
+            or_(
+                func.lower(User.username) == func.lower(username),
+                func.lower(User.email) == func.lower(email),
+            )
+        )
+        .limit(1)
     )
     if taken is not None:
         raise APIError(409, TAKEN, code="conflict")
@@ -54,8 +70,11 @@ async def register_user(
 async def authenticate(
     session: AsyncSession, passwords: PasswordHasher, username: str, password: str
 ) -> User | None:
-    """The user whose credentials these are, or None; equally slow for unknown names."""
-    user = await session.scalar(select(User).where(User.username == username))
+    """The user whose credentials these are, or None; equally slow for unknown names. The name
+    matches in any case: only one account can have it."""
+    user = await session.scalar(
+        select(User).where(func.lower(User.username) == func.lower(username))
+    )
     ok = await passwords.verify(user.password_hash if user else None, password)
     return user if ok else None
 
