@@ -18,17 +18,18 @@ from taskapi.cache import ResponseCache
 from taskapi.db import Database, close_request_session
 from taskapi.docs import init_docs
 from taskapi.errors import register_error_handlers
-from taskapi.gate import Gate, exempt, is_trusted_peer, parse_networks
+from taskapi.gate import Gate, exempt
 from taskapi.health import bp as health_bp
 from taskapi.jobs import JobResources
-from taskapi.limits import Limit, LoginFailures, parse_limits
+from taskapi.limits import Limit, LoginFailures, limits_from
 from taskapi.mail import Mailer
 from taskapi.observability import init_request_ids
+from taskapi.proxies import ForwardedHeaders
 from taskapi.queue import ArqQueue, InProcessQueue
 from taskapi.redis_pool import RedisPool
 from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from taskapi.security import PasswordHasher
-from taskapi.settings import Settings, SettingsError, load_settings
+from taskapi.settings import Settings, load_settings
 from taskapi.state import AppState
 from taskapi.tasks.effects import TaskEffects
 from taskapi.tasks.processing import bp as processing_bp
@@ -80,8 +81,7 @@ def create_app(settings: Settings | None = None) -> Quart:
             app.view_functions[endpoint] = exempt(
                 _plain_function(app, app.view_functions[endpoint])
             )
-    trusted = parse_networks(settings.trusted_proxies)
-    init_request_ids(app, settings, lambda: settings.proxy_hops > 0 or is_trusted_peer(trusted))
+    init_request_ids(app, settings)
     _init_gate(app, state)
     register_error_handlers(app)
 
@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     app.after_request(_empty_options_is_204)
     app.teardown_appcontext(close_request_session)
+    if settings.trusted_proxies:  # believe forwarded headers from these peers only
+        app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 
 
@@ -151,24 +153,17 @@ def _build_state(settings: Settings) -> AppState:
 def _failure_limit(settings: Settings) -> Limit | None:
     if not settings.ratelimit_enabled:
         return None
-    try:
-        (limit,) = parse_limits(settings.ratelimit_login_failures)
-    except ValueError as error:
-        raise SettingsError(f"TASKAPI_RATELIMIT_LOGIN_FAILURES: {error}") from None
+    (limit,) = limits_from(settings.ratelimit_login_failures)
     return limit
 
 
 def _init_gate(app: Quart, state: AppState) -> None:
     settings = state.settings
-    try:
-        limits = {
-            "default": parse_limits(settings.ratelimit_default),
-            "login": parse_limits(settings.ratelimit_login),
-        }
-        trusted = parse_networks(settings.trusted_proxies)
-    except ValueError as error:
-        raise SettingsError(str(error)) from None
-    Gate(state, limits=limits, trusted_proxies=trusted).init_app(app)
+    limits = {
+        "default": limits_from(settings.ratelimit_default),
+        "login": limits_from(settings.ratelimit_login),
+    }
+    Gate(state, limits=limits).init_app(app)
 
 
 async def _empty_options_is_204(response: Response) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import sys
@@ -12,7 +13,14 @@ import click
 from alembic import command
 
 from taskapi.migrate import alembic_config
-from taskapi.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+from taskapi.settings import (
+    GENERATE_SECRET,
+    PROJECT_ROOT,
+    Settings,
+    SettingsError,
+    load_settings,
+    secret_weakness,
+)
 
 DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
 DEMO_PASSWORD = "password"
@@ -44,17 +52,33 @@ def serve(host: str, port: int, workers: int) -> None:
     from hypercorn.config import Config
     from hypercorn.run import run
 
-    _settings()  # refuse to start on a bad configuration before hypercorn forks
+    settings = _settings()  # refuse a bad configuration before anything says "serving"
+    _refuse_exposed_weak_secret(settings, host)
     _check_port_free(host, port)
     config = Config.from_toml(PROJECT_ROOT / "config" / "hypercorn.toml")
     config.bind = [f"{host}:{port}"]
-    config.workers = workers
+    # One worker runs in this process (hypercorn's 0), so its failure is this exit status:
+    # hypercorn's parent reports 0 when a spawned worker fails (pgjones/hypercorn#372).
+    config.workers = 0 if workers == 1 else workers
     config.application_path = "asgi:app"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
     os.chdir(PROJECT_ROOT)
     sys.path.insert(0, str(PROJECT_ROOT))
     sys.exit(run(config))
+
+
+def _refuse_exposed_weak_secret(settings: Settings, host: str) -> None:
+    """Beyond loopback, anyone who can reach the server could forge tokens signed with the
+    committed development secret: require a real one there."""
+    if _is_loopback(host):
+        return
+    weakness = secret_weakness(settings.jwt_secret_key)
+    if weakness is not None:
+        raise click.ClickException(
+            f"TASKAPI_JWT_SECRET_KEY: serving on HOST={host} (beyond loopback) needs a real "
+            f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
+        )
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -67,6 +91,15 @@ def _check_port_free(host: str, port: int) -> None:
             raise click.ClickException(
                 f"cannot listen on {host}:{port}: {error.strerror} (try PORT=...)"
             ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @main.command()

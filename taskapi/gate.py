@@ -10,7 +10,6 @@ cached answer. Over-limit and revoked callers never reach the database.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -32,6 +31,7 @@ from taskapi.limits import (
     limit_keys,
     read_outcome,
 )
+from taskapi.proxies import client_ip
 from taskapi.redis_pool import RedisUnavailable
 from taskapi.redis_script import Part, ScriptBook
 from taskapi.revocation import read_revoked, revocation_part
@@ -146,33 +146,6 @@ def current_claims() -> TokenClaims:
     return claims
 
 
-# --- who is asking ---------------------------------------------------------------------------
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-def client_ip(trusted: Sequence[Network]) -> str:
-    """The peer address, or, behind trusted proxies, the first untrusted hop of X-Forwarded-For
-    read from the right (the entries further left are the client's own words)."""
-    peer = request.remote_addr or "unknown"
-    if not trusted or not _is_trusted(peer, trusted):
-        return peer
-    hops = [h.strip() for h in ",".join(request.headers.getlist("X-Forwarded-For")).split(",")]
-    hops = [h for h in hops if h]
-    for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
 # --- the step --------------------------------------------------------------------------------
 
 
@@ -184,12 +157,10 @@ class Gate:
         state: AppState,
         *,
         limits: dict[str, list[Limit]],
-        trusted_proxies: Sequence[Network],
     ) -> None:
         self.state = state
         self.settings = state.settings
         self.limits = limits
-        self.trusted = tuple(trusted_proxies)
         self.memory_gcra = MemoryGcra()
         self.scripts = ScriptBook(state.redis) if state.redis is not None else None
         self._policies: dict[str, tuple[Policy, tuple[Limit, ...]]] = {}
@@ -218,7 +189,7 @@ class Gate:
         admission = Admission(policy)
         g.admission = admission
         kind = policy.auth if request.method != "OPTIONS" else None
-        address = f"ip:{client_ip(self.trusted)}"
+        address = f"ip:{client_ip(request)}"
         if kind is None:
             await self._limit_alone(admission, endpoint, limits, address)
             return None
@@ -392,14 +363,3 @@ class Gate:
             entry = Entry(200, headers, await response.get_data())
             await cache.put(found.key, admission.policy.cache or "list", entry)
         return response
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    return tuple(
-        ipaddress.ip_network(p.strip(), strict=False) for p in text.split(",") if p.strip()
-    )
-
-
-def is_trusted_peer(trusted: Sequence[Network]) -> bool:
-    """Whether the request's TCP peer is one of the trusted proxies."""
-    return bool(trusted) and _is_trusted(request.remote_addr or "", trusted)

@@ -7,20 +7,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskapi.redis_pool import RedisPool
 from taskapi.redis_script import Fragment, Part
+from taskapi.settings import RateLimitSpec, parse_rate_limits
 
 PREFIX = "taskapi:rl:"
-UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_LIMIT = re.compile(
-    r"^\s*(\d{1,9})\s*(?:per|/)\s*(\d{1,9})?\s*(second|minute|hour|day)s?\s*$", re.I
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,16 +35,14 @@ class Limit:
         return self.seconds * 1000
 
 
+def limits_from(specs: Iterable[RateLimitSpec]) -> list[Limit]:
+    """Limits for limit settings (parsed and validated by taskapi.settings)."""
+    return [Limit(count, seconds) for count, seconds in specs]
+
+
 def parse_limits(text: str) -> list[Limit]:
-    """'200 per day;50 per hour' → limits; also '5/minute' and '10 per 30 seconds'."""
-    limits = []
-    for part in filter(None, (p.strip() for p in re.split(r"[;,]", text))):
-        match = _LIMIT.match(part)
-        if not match or int(match.group(1)) < 1:
-            raise ValueError(f"not a rate limit: {part!r} (expected e.g. '50 per hour')")
-        count, multiple, unit = int(match.group(1)), int(match.group(2) or 1), match.group(3)
-        limits.append(Limit(count, multiple * UNITS[unit.lower()]))
-    return limits
+    """'200 per day;50 per hour' → limits (the grammar: `settings.parse_rate_limits`)."""
+    return limits_from(parse_rate_limits(text))
 
 
 def limit_keys(scope: str, endpoint: str, limits: Sequence[Limit]) -> list[str]:

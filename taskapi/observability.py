@@ -1,8 +1,8 @@
 """Request ids, security headers and log records that carry the request id.
 
-Every request gets an id: the `X-Request-ID` a trusted proxy sent (nginx sets it), else a new
-one. It is echoed in the response, attached to every log line of the request (and of the jobs
-it queued), and quoted in 500 answers so a user can report it.
+Every request gets an id: the `X-Request-ID` a trusted proxy sent (nginx sets it; whom we trust
+is decided in taskapi/proxies.py), else a new one. It is echoed in the response, attached to
+every log line of the request (and of the jobs it queued), and quoted in 500 answers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import uuid
 
 from quart import Quart, Response, g, request
 
+from taskapi.proxies import from_trusted_proxy
 from taskapi.settings import Settings
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -30,13 +31,13 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def init_request_ids(app: Quart, settings: Settings, trusts_proxy: object) -> None:
+def init_request_ids(app: Quart, settings: Settings) -> None:
     """Assign, echo and log request ids; add the headers that must hold without nginx."""
 
     @app.before_request
     async def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        trusted = bool(incoming) and _VALID_ID.match(incoming) and trusts_proxy()  # type: ignore[operator]
+        trusted = bool(incoming) and from_trusted_proxy(request) and _VALID_ID.match(incoming)
         rid = incoming if trusted else uuid.uuid4().hex
         g.request_id = rid
         request_id_var.set(rid)

@@ -1,82 +1,212 @@
-"""One Settings object, read once at start-up from config/<env>.toml and the environment."""
+"""One Settings object, read once at start-up from config/<env>.toml and the environment.
+
+pydantic-settings reads the file and the variables and validates every value; a bad one is a
+`SettingsError` whose one line names the variable to fix, so no entry point starts serving on it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import ipaddress
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings import SettingsError as _SourceError
+from pydantic_settings.sources.utils import parse_env_vars
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_ROOT / "config"
 ENVIRONMENTS = ("development", "testing", "production")
-MIN_SECRET_LENGTH = 32
+ENV_PREFIX = "TASKAPI_"
 
-# Environment variables read for a setting, in order of precedence; the default for a field
-# not listed here is TASKAPI_<FIELD NAME IN CAPITALS>.
-_ENV_NAMES: dict[str, tuple[str, ...]] = {
-    "database_url": ("TASKAPI_DATABASE_URL", "DATABASE_URL"),
-    "redis_url": ("TASKAPI_REDIS_URL", "REDIS_URL"),
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10  # token_hex(32) lacks one of its 16 digits a quarter of the time
+MIN_SECRET_BITS = 128
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+# Words that mark a value someone meant to replace (checked case-insensitively).
+PLACEHOLDER_MARKERS = (
+    "change-me",
+    "change_me",
+    "changeme",
+    "changethis",
+    "replace-me",
+    "replaceme",
+    "example",
+    "placeholder",
+    "secret",
+    "your-",
+    "your_",
+    "xxxx",
+    "dummy",
+    "sample",
+    "insecure",
+    "password",
+    "default",
+    "not-for-prod",
+)
+# Variables that no longer exist: setting one stops start-up with what to do instead.
+REMOVED = {
+    "TASKAPI_PROXY_HOPS": "removed; list your proxies' addresses in TASKAPI_TRUSTED_PROXIES "
+    "instead (e.g. 127.0.0.1 for nginx on the same host)",
 }
-SMTP_SCHEMES = ("smtp://", "smtps://")
+DATABASE_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgres", "postgresql", "postgresql+asyncpg")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SMTP_SCHEMES = ("smtp", "smtps")
+LIMIT_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(
+    r"^\s*(\d{1,9})\s*(?:per|/)\s*(\d{1,9})?\s*(second|minute|hour|day)s?\s*$", re.I
+)
+# Values never quoted back in an error (they may hold passwords).
+_UNQUOTED = {"jwt_secret_key", "database_url", "redis_url", "smtp_url"}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(ValueError):
     """The configuration is unusable; the message is one line meant for an operator."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
+class RateLimitSpec(NamedTuple):
+    """One parsed limit: `count` requests per `period_seconds`."""
+
+    count: int
+    period_seconds: int
+
+
+def parse_rate_limits(text: str) -> tuple[RateLimitSpec, ...]:
+    """'200 per day;50 per hour' → limits; also '5/minute' and '10 per 30 seconds'."""
+    limits = []
+    for part in filter(None, (p.strip() for p in re.split(r"[;,]", text))):
+        match = _LIMIT.match(part)
+        if not match or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
+            raise ValueError(f"not a rate limit: {part!r} (expected e.g. '50 per hour')")
+        multiple, unit = int(match.group(2) or 1), LIMIT_UNITS[match.group(3).lower()]
+        limits.append(RateLimitSpec(int(match.group(1)), multiple * unit))
+    return tuple(limits)
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """'127.0.0.1, 10.0.0.0/8' → networks (a bare address is a network of one)."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"not an address or network: {part!r} (expected e.g. 127.0.0.1,10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
+def _limits_from(value: Any) -> Any:
+    return parse_rate_limits(value) if isinstance(value, str) else value
+
+
+def _networks_from(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_networks(value)
+    if isinstance(value, Iterable):  # networks or strings, e.g. from model_dump()
+        return parse_networks(",".join(str(v) for v in value))
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: Any) -> Any:
+    if isinstance(value, str) and value.upper() in LOG_LEVELS:
+        return value.upper()
+    raise ValueError(f"must be one of {', '.join(LOG_LEVELS)} (got {value})")
+
+
+RateLimits = Annotated[tuple[RateLimitSpec, ...], NoDecode, BeforeValidator(_limits_from)]
+Networks = Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks_from)]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)
+]
+
+
+class Settings(BaseSettings):
     """Everything the app, the CLI and the worker need to know about their environment."""
 
-    env: str = "development"
-    database_url: str = ""
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        validate_by_name=True,
+        allow_inf_nan=False,
+    )
+
+    env: Literal["development", "testing", "production"] = "development"
+    database_url: str = Field(
+        "", validation_alias=AliasChoices("TASKAPI_DATABASE_URL", "DATABASE_URL")
+    )
     jwt_secret_key: str = ""
-    access_token_expires: int = 3600
-    refresh_token_expires: int = 604800
-    max_content_length: int = 1024 * 1024
-    db_pool_size: int = 5
-    db_max_overflow: int = 5
+    access_token_expires: int = Field(3600, ge=1)
+    refresh_token_expires: int = Field(604800, ge=1)
+    max_content_length: int = Field(1024 * 1024, ge=1)
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(5, ge=0)
     db_echo: bool = False
     # A pooled PostgreSQL connection idle longer than this is pinged before use (0: always).
-    db_ping_after_idle_seconds: float = 5.0
-    sqlite_busy_timeout_ms: int = 5000
-    argon2_time_cost: int = 2
-    argon2_memory_cost_kib: int = 19456
-    argon2_parallelism: int = 1
-    log_level: str = "INFO"
-    log_format: str = "text"
-    # Proxies: hops of X-Forwarded-* to believe (nginx in front: 1), or proxy addresses.
-    proxy_hops: int = 0
+    db_ping_after_idle_seconds: float = Field(5.0, ge=0)
+    sqlite_busy_timeout_ms: int = Field(5000, ge=0)
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_cost_kib: int = Field(19456, ge=8)
+    argon2_parallelism: int = Field(1, ge=1)
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Shared state (Redis). Empty redis_url: in-process backends (one process only).
-    redis_url: str = ""
-    redis_timeout_ms: int = 500
-    redis_retry_after_ms: int = 1000
+    redis_url: str = Field("", validation_alias=AliasChoices("TASKAPI_REDIS_URL", "REDIS_URL"))
+    redis_timeout_ms: int = Field(500, ge=1)
+    redis_retry_after_ms: int = Field(1000, ge=0)
     revocation_fail_open: bool = False
     ratelimit_enabled: bool = True
-    ratelimit_default: str = "200 per day;50 per hour"
-    ratelimit_login: str = "5 per minute"
+    ratelimit_default: RateLimits = parse_rate_limits("200 per day;50 per hour")
+    ratelimit_login: RateLimits = parse_rate_limits("5 per minute")
     # failed logins per username, from any address, before that name is refused for a while
-    ratelimit_login_failures: str = "10 per 15 minutes"
+    ratelimit_login_failures: RateLimits = parse_rate_limits("10 per 15 minutes")
     ratelimit_fail_open: bool = True
-    trusted_proxies: str = ""
+    # Peers whose X-Forwarded-For/-Proto/-Host and X-Request-ID are believed (taskapi/proxies.py).
+    trusted_proxies: Networks = ()
     cache_enabled: bool = True
-    cache_list_ttl: int = 60
-    cache_detail_ttl: int = 300
+    cache_list_ttl: int = Field(60, ge=1)
+    cache_detail_ttl: int = Field(300, ge=1)
     # How long a process may reuse a user's role (and existence) before asking the database.
-    user_cache_seconds: float = 5.0
+    user_cache_seconds: float = Field(5.0, ge=0)
     # Background jobs (arq with Redis; in process without it) and their mail.
     smtp_url: str = ""
-    smtp_timeout_seconds: int = 10
+    smtp_timeout_seconds: int = Field(10, ge=1)
     mail_from: str = "taskapi <noreply@localhost>"
-    job_max_tries: int = 5
-    job_timeout_seconds: int = 60
-    job_keep_result_seconds: int = 3600
-    job_completion_wait_seconds: int = 30
-    job_retry_base_seconds: int = 2
-    worker_health_check_seconds: int = 60
+    job_max_tries: int = Field(5, ge=1)
+    job_timeout_seconds: int = Field(60, ge=1)
+    job_keep_result_seconds: int = Field(3600, ge=0)
+    job_completion_wait_seconds: int = Field(30, ge=0)
+    job_retry_base_seconds: int = Field(2, ge=0)
+    worker_health_check_seconds: int = Field(60, ge=1)
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,69 +218,277 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some values changed, normalised and validated like the original."""
-        return _finish(dataclasses.replace(self, **changes), explicit=set(changes))
+        return _validated({**self.model_dump(), **changes}, {})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(...)` takes only its arguments: `load_settings` layers file and environment."""
+        return (init_settings,)
+
+    @field_validator("ratelimit_login_failures")
+    @classmethod
+    def _one_limit(cls, limits: tuple[RateLimitSpec, ...]) -> tuple[RateLimitSpec, ...]:
+        if len(limits) != 1:
+            raise ValueError("must be exactly one limit, e.g. '10 per 15 minutes'")
+        return limits
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        _require_scheme(url, DATABASE_SCHEMES, "only sqlite:// and postgresql:// URLs are accepted")
+        return normalise_database_url(url)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, url: str) -> str:
+        _require_scheme(url, REDIS_SCHEMES, "must start with redis://, rediss:// or unix://")
+        return url
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _known_smtp(cls, url: str) -> str:
+        _require_scheme(url, SMTP_SCHEMES, "must start with smtp:// or smtps://")
+        return url
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if not self.is_production:
+            return self
+        if not self.database_url:
+            raise ValueError("DATABASE_URL: production needs it set (e.g. postgresql://...)")
+        weakness = secret_weakness(self.jwt_secret_key)
+        if weakness is not None:
+            raise ValueError(
+                f"TASKAPI_JWT_SECRET_KEY: production refuses a secret that {weakness}; "
+                f"generate one with {GENERATE_SECRET}"
+            )
+        return self
+
+
+def _require_scheme(url: str, schemes: tuple[str, ...], problem: str) -> None:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if url and scheme not in schemes:
+        shown = f"{scheme}://" if scheme else "no scheme"
+        raise ValueError(f"{problem} (got {shown})")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build the Settings for TASKAPI_ENV from config/<env>.toml, the environment and overrides."""
+    """Build the Settings for TASKAPI_ENV from config/<env>.toml, the environment and overrides
+    (each overriding the one before); `environ={}` ignores the process environment."""
     environ = os.environ if environ is None else environ
+    for name, advice in REMOVED.items():
+        field = name.removeprefix(ENV_PREFIX).lower()
+        if environ.get(name) or field in overrides:
+            raise SettingsError(f"{name}: {advice}")
     env = str(overrides.pop("env", None) or environ.get("TASKAPI_ENV") or "development")
     if env not in ENVIRONMENTS:
-        raise SettingsError(f"TASKAPI_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    values: dict[str, Any] = {"env": env}
-    values.update(_read_toml(CONFIG_DIR / f"{env}.toml"))
-    explicit: set[str] = set()
-    for field in dataclasses.fields(Settings):
-        if field.name == "env":
-            continue
-        for name in _ENV_NAMES.get(field.name, (f"TASKAPI_{field.name.upper()}",)):
-            if environ.get(name):
-                values[field.name] = _coerce(field.name, field.type, environ[name])
-                explicit.add(field.name)
-                break
+        raise SettingsError(f"TASKAPI_ENV: must be one of {', '.join(ENVIRONMENTS)} (got {env!r})")
+    toml_path = CONFIG_DIR / f"{env}.toml"
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    try:
+        from_file = _by_field_name(TomlConfigSettingsSource(Settings, toml_file=toml_path)())
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{toml_path.relative_to(PROJECT_ROOT)}: {error}") from None
+    try:
+        from_environ = _by_field_name(_EnvironSource(Settings, environ)())
+    except _SourceError as error:
+        raise SettingsError(str(error).splitlines()[0]) from None
+    for field, value in from_file.items():
+        values[field] = value
+        names[field] = f"{field} in {toml_path.relative_to(PROJECT_ROOT)}"
+    for field, value in from_environ.items():
+        values[field] = value
+        names[field] = _variable_set(field, environ)
     values.update(overrides)
-    explicit.update(overrides)
-    unknown = set(values) - {f.name for f in dataclasses.fields(Settings)}
-    if unknown:
-        raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    return _finish(Settings(**values), explicit)
+    values["env"] = env
+    return _validated(values, names)
 
 
-def _finish(settings: Settings, explicit: set[str]) -> Settings:
-    settings = dataclasses.replace(settings, database_url=normalise_database_url(settings))
-    if settings.is_production:
-        _refuse_unsafe_production(settings, explicit)
-    if settings.max_content_length <= 0:
-        raise SettingsError("TASKAPI_MAX_CONTENT_LENGTH must be a positive number of bytes")
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
-    if settings.log_format not in ("text", "json"):
-        raise SettingsError("TASKAPI_LOG_FORMAT must be text or json")
-    if settings.proxy_hops < 0:
-        raise SettingsError("TASKAPI_PROXY_HOPS must be 0 or more")
-    if settings.smtp_url and not settings.smtp_url.startswith(SMTP_SCHEMES):
-        raise SettingsError("TASKAPI_SMTP_URL must start with smtp:// or smtps://")
-    return settings
+class _EnvironSource(EnvSettingsSource):
+    """The library's environment source reading a given mapping instead of os.environ (there is
+    no public parameter for that; DotEnvSettingsSource overrides the same method)."""
 
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
 
-def _refuse_unsafe_production(settings: Settings, explicit: set[str]) -> None:
-    if "database_url" not in explicit or not settings.database_url:
-        raise SettingsError("production needs DATABASE_URL to be set (e.g. postgresql://...)")
-    secret = settings.jwt_secret_key
-    weak = {_read_toml(CONFIG_DIR / f"{e}.toml").get("jwt_secret_key") for e in ENVIRONMENTS}
-    if not secret or secret in weak or len(secret) < MIN_SECRET_LENGTH:
-        raise SettingsError(
-            "production needs TASKAPI_JWT_SECRET_KEY: a random secret of at least "
-            f"{MIN_SECRET_LENGTH} characters, not a development value "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
         )
 
 
-def normalise_database_url(settings: Settings) -> str:
+@functools.cache
+def _aliases() -> dict[str, str]:
+    """Every alias a source may return → the field it belongs to."""
+    result = {name: name for name in Settings.model_fields}
+    for name, info in Settings.model_fields.items():
+        if isinstance(info.validation_alias, AliasChoices):
+            for choice in info.validation_alias.choices:
+                result[str(choice)] = name
+    return result
+
+
+def _by_field_name(values: Mapping[str, Any]) -> dict[str, Any]:
+    aliases = _aliases()
+    return {aliases.get(key, key): value for key, value in values.items()}
+
+
+def _variable(field: str) -> str:
+    """The environment variable an operator sets for a field."""
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[1])  # the unprefixed name, e.g. DATABASE_URL
+    return ENV_PREFIX + field.upper()
+
+
+def _variable_set(field: str, environ: Mapping[str, str]) -> str:
+    info = Settings.model_fields[field]
+    if isinstance(info.validation_alias, AliasChoices):
+        for choice in info.validation_alias.choices:
+            if environ.get(str(choice)):
+                return str(choice)
+    return _variable(field)
+
+
+def _validated(values: Mapping[str, Any], names: Mapping[str, str]) -> Settings:
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_one_line(error, names)) from None
+
+
+_MESSAGES = {
+    "greater_than_equal": "must be {ge} or more",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "literal_error": "must be {expected}",
+    "extra_forbidden": "is not a setting",
+}
+
+
+def _one_line(error: ValidationError, names: Mapping[str, str]) -> str:
+    """The first problem of a validation error as `VARIABLE: what is wrong (got value)`."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    context = {
+        key: int(value) if isinstance(value, float) and value.is_integer() else value
+        for key, value in (first.get("ctx") or {}).items()
+    }
+    if first["type"] == "value_error":
+        message = str(context.get("error", first["msg"]))
+    else:
+        message = _MESSAGES.get(first["type"], first["msg"]).format(**context)
+    if first["loc"]:
+        field = str(first["loc"][0])
+        if first["type"] != "value_error" and field not in _UNQUOTED:
+            message += f" (got {_shown(first['input'])})"
+        message = f"{names.get(field) or _variable(field)}: {message}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return message
+
+
+def _shown(value: Any) -> str:
+    """A value as an operator typed it; quoted only where quotes show something (spaces)."""
+    if isinstance(value, str) and value and value.strip() == value:
+        return value
+    return repr(value)
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why a JWT signing secret is unfit to guard a server others can reach (None: it is fit):
+    too short, a placeholder, too little entropy, or a value committed to this repository."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters ({len(secret)})"
+    lowered = secret.lower()
+    for marker in PLACEHOLDER_MARKERS:
+        if marker in lowered:
+            return f"looks like a placeholder (it contains {marker!r})"
+    distinct = len(set(secret))
+    if distinct < MIN_SECRET_DISTINCT:
+        return f"has only {distinct} distinct characters (at least {MIN_SECRET_DISTINCT} needed)"
+    bits = estimated_entropy_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        return f"has about {bits:.0f} bits of entropy (at least {MIN_SECRET_BITS} needed)"
+    if appears_in_files(secret, PROJECT_ROOT):
+        return "appears in a file of the repository (an example or development value)"
+    return None
+
+
+def estimated_entropy_bits(text: str) -> float:
+    """Length times the Shannon entropy of the text's own character frequencies: a repeated or
+    small-alphabet string scores low, a random token about its true strength or a bit below."""
+    counts, length = Counter(text), len(text)
+    return -length * sum(n / length * math.log2(n / length) for n in counts.values())
+
+
+# Directories and files of a checkout that are not the repository's own text (the operator's
+# real *.env, keys and certificates are never committed, so they are never compared).
+_SKIPPED_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "instance",
+    "node_modules",
+    "static",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+    ".hypothesis",
+    ".schemathesis",
+    "build",
+    "dist",
+    "results",
+    "certs",
+}
+_SKIPPED_SUFFIXES = (".env", ".pem", ".key", ".crt", ".db", ".pyc", ".png", ".ico", ".gz")
+_MAX_SCANNED_BYTES = 512 * 1024
+
+
+def appears_in_files(secret: str, root: Path) -> bool:
+    """Whether the secret occurs in any text file of the checkout at `root`."""
+    return any(secret in text for text in _checkout_texts(root))
+
+
+@functools.cache
+def _checkout_texts(root: Path) -> tuple[str, ...]:
+    """The text files of the checkout at `root` (none when root is not a checkout, e.g. an
+    installed package), read once per process."""
+    if not (root / "pyproject.toml").is_file():
+        return ()
+    texts = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [
+            d for d in subdirectories if d not in _SKIPPED_DIRS and not d.endswith(".egg-info")
+        ]
+        for name in files:
+            if name == ".env" or name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            path = Path(directory, name)
+            try:
+                if path.stat().st_size <= _MAX_SCANNED_BYTES:
+                    texts.append(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+    return tuple(texts)
+
+
+def normalise_database_url(url: str | Settings) -> str:
     """Pick the async driver for a URL and anchor a relative SQLite path at the project root."""
-    url = settings.database_url
+    url = url if isinstance(url, str) else url.database_url
     for sync_prefix, async_prefix in (
         ("postgres://", "postgresql+asyncpg://"),
         ("postgresql://", "postgresql+asyncpg://"),
@@ -164,29 +502,3 @@ def normalise_database_url(settings: Settings) -> str:
         if path and path != ":memory:" and not path.startswith("/"):
             url = prefix + str(PROJECT_ROOT / path) + url[len(prefix) + len(path) :]
     return url
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
-
-
-def _coerce(name: str, kind: Any, raw: str) -> Any:
-    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: {raw!r} is not a valid {kind}") from None
-    return raw

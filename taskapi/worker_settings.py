@@ -21,7 +21,7 @@ HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 def build_worker_settings(settings: Settings) -> type:
     """arq's settings class for these Settings; the worker needs REDIS_URL."""
     if not settings.redis_url:
-        raise SettingsError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        raise SettingsError("REDIS_URL: the worker needs it set (e.g. redis://127.0.0.1:6379/0)")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, settings.log_format)

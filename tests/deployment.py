@@ -20,6 +20,9 @@ from taskapi.settings import PROJECT_ROOT
 from tests.services import free_port, poll, unavailable
 
 BIN = Path(sys.executable).parent
+# nginx connects to the API from this address (proxy_bind), the test's clients from 127.0.0.1:
+# so the API trusts nginx alone, as a deployment trusts its proxy and not its clients.
+NGINX_ADDRESS = "127.0.0.2"
 NGINX_VARS = (
     "TASKAPI_HTTP_PORT",
     "TASKAPI_HTTPS_PORT",
@@ -38,7 +41,7 @@ def production_env(database_url: str, redis_url: str, **extra: str) -> dict[str,
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         TASKAPI_JWT_SECRET_KEY=secrets.token_urlsafe(48),
-        TASKAPI_PROXY_HOPS="1",
+        TASKAPI_TRUSTED_PROXIES=NGINX_ADDRESS,
         **extra,
     )
     return env
@@ -133,7 +136,8 @@ class Nginx:
             f"http {{\n  access_log {directory}/access.log;\n"
             f"  client_body_temp_path {temp['body']};\n  proxy_temp_path {temp['proxy']};\n"
             f"  fastcgi_temp_path {temp['fastcgi']};\n  uwsgi_temp_path {temp['uwsgi']};\n"
-            f"  scgi_temp_path {temp['scgi']};\n  include {directory}/taskapi.conf;\n}}\n"
+            f"  scgi_temp_path {temp['scgi']};\n  proxy_bind {NGINX_ADDRESS};\n"
+            f"  include {directory}/taskapi.conf;\n}}\n"
         )
         nginx.process = subprocess.Popen(
             [binary, "-p", str(directory), "-c", str(directory / "nginx.conf")]

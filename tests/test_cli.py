@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_init_db_demo_refuses_in_production(sqlite_url):
         "--demo",
         TASKAPI_ENV="production",
         DATABASE_URL=sqlite_url,
-        TASKAPI_JWT_SECRET_KEY="p" * 48,
+        TASKAPI_JWT_SECRET_KEY=secrets.token_urlsafe(48),
     )
     assert result.returncode != 0
     assert "refuses" in result.stderr
@@ -96,11 +97,13 @@ def test_a_configuration_error_is_one_clear_line(sqlite_url):
     result = run("db", "current", TASKAPI_ENV="production")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "Error: configuration error: production needs DATABASE_URL to be set (e.g. postgresql://...)"
+        "Error: configuration error: DATABASE_URL: production needs it set (e.g. postgresql://...)"
     ]
 
 
 def test_worker_needs_redis():
     result = run("worker")
     assert result.returncode != 0
-    assert "the worker needs REDIS_URL" in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: configuration error: REDIS_URL: the worker needs it set (e.g. redis://127.0.0.1:6379/0)"
+    ]

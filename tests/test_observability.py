@@ -13,6 +13,8 @@ from taskapi.observability import RequestIdFilter
 from tests.conftest import create_account
 from tests.services import until
 
+PROXY = {"client": ("10.1.2.3", 40000)}  # a peer in the trusted proxies of these tests
+
 
 async def test_every_response_gets_a_new_request_id(client):
     first, second = await client.get("/health"), await client.get("/nope")
@@ -27,12 +29,23 @@ async def test_a_clients_own_request_id_is_not_trusted(client):
 
 
 async def test_a_trusted_proxys_request_id_is_kept(make_apps):
-    (app,) = await make_apps(1, backend="memory", proxy_hops=1)
+    (app,) = await make_apps(1, backend="memory", trusted_proxies="10.0.0.0/8")
     client = app.test_client()
-    kept = await client.get("/health", headers={"X-Request-ID": "nginx-0a1b2c"})
+    kept = await client.get("/health", headers={"X-Request-ID": "nginx-0a1b2c"}, scope_base=PROXY)
     assert kept.headers["X-Request-ID"] == "nginx-0a1b2c"
-    hostile = await client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    hostile = await client.get(
+        "/health", headers={"X-Request-ID": "bad id\twith spaces"}, scope_base=PROXY
+    )
     assert hostile.headers["X-Request-ID"] != "bad id\twith spaces"
+
+
+async def test_a_request_id_from_a_peer_that_is_not_a_trusted_proxy_is_replaced(make_apps):
+    (app,) = await make_apps(1, backend="memory", trusted_proxies="10.0.0.0/8")
+    direct = {"client": ("198.51.100.7", 40000)}
+    response = await app.test_client().get(
+        "/health", headers={"X-Request-ID": "nginx-0a1b2c"}, scope_base=direct
+    )
+    assert response.headers["X-Request-ID"] != "nginx-0a1b2c"
 
 
 async def test_security_headers_hold_without_nginx(client, make_account):
@@ -51,7 +64,7 @@ async def test_security_headers_hold_without_nginx(client, make_account):
 
 
 async def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(make_apps, caplog):
-    (app,) = await make_apps(1, backend="memory", proxy_hops=1)
+    (app,) = await make_apps(1, backend="memory", trusted_proxies="10.0.0.0/8")
     account = await create_account(app)
     caplog.handler.addFilter(RequestIdFilter())
     with caplog.at_level(logging.INFO, logger="taskapi.mail"):
@@ -59,6 +72,7 @@ async def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(make_apps, c
             "/api/tasks/",
             headers={**account.headers, "X-Request-ID": "trace-42"},
             json={"title": "traced"},
+            scope_base=PROXY,
         )
         assert response.headers["X-Request-ID"] == "trace-42"
         await until(lambda: any(r.name == "taskapi.mail" for r in caplog.records), "the mail log")

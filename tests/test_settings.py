@@ -1,17 +1,38 @@
-"""Settings: per-environment defaults, environment overrides, production refusals."""
+"""Settings: per-environment defaults, environment overrides, validation, production refusals."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import secrets
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
-from taskapi.settings import PROJECT_ROOT, SettingsError, load_settings
+from taskapi.settings import (
+    GENERATE_SECRET,
+    PROJECT_ROOT,
+    RateLimitSpec,
+    SettingsError,
+    appears_in_files,
+    load_settings,
+    secret_weakness,
+)
 
-GOOD_SECRET = "x" * 48
 PG = "postgresql://taskapi:pw@db.internal:5432/taskapi"
+
+
+def good_secret() -> str:
+    """A fresh random secret: a literal one would be a committed value, which production refuses."""
+    return secrets.token_urlsafe(48)
+
+
+def production(**environ: str) -> dict[str, str]:
+    return {"TASKAPI_ENV": "production", "DATABASE_URL": PG, **environ}
 
 
 def test_development_defaults_to_a_sqlite_file_under_instance():
@@ -38,6 +59,16 @@ def test_environment_variables_override_the_files():
     assert settings.db_echo is True
 
 
+def test_overrides_win_over_the_environment_and_the_files():
+    settings = load_settings(
+        environ={"DATABASE_URL": PG, "TASKAPI_CACHE_LIST_TTL": "30"},
+        database_url="sqlite:////tmp/override.db",
+        cache_list_ttl=10,
+    )
+    assert settings.database_url == "sqlite+aiosqlite:////tmp/override.db"
+    assert settings.cache_list_ttl == 10
+
+
 def test_taskapi_database_url_wins_over_database_url():
     settings = load_settings(
         environ={"DATABASE_URL": PG, "TASKAPI_DATABASE_URL": "sqlite:////tmp/x.db"}
@@ -45,46 +76,166 @@ def test_taskapi_database_url_wins_over_database_url():
     assert settings.database_url == "sqlite+aiosqlite:////tmp/x.db"
 
 
-@pytest.mark.parametrize(
-    ("name", "value"), [("TASKAPI_ACCESS_TOKEN_EXPIRES", "soon"), ("TASKAPI_DB_ECHO", "maybe")]
-)
-def test_a_malformed_value_is_a_clear_error(name, value):
-    with pytest.raises(SettingsError, match=name.removeprefix("TASKAPI_").lower()):
-        load_settings(environ={name: value})
-
-
-def test_unknown_environment_is_refused():
-    with pytest.raises(SettingsError, match="TASKAPI_ENV"):
-        load_settings(environ={"TASKAPI_ENV": "staging"})
-
-
-def test_production_starts_with_its_secrets():
+def test_limits_and_networks_are_stored_parsed():
     settings = load_settings(
         environ={
-            "TASKAPI_ENV": "production",
-            "DATABASE_URL": PG,
-            "TASKAPI_JWT_SECRET_KEY": GOOD_SECRET,
+            "TASKAPI_RATELIMIT_DEFAULT": "200 per day; 50 per hour",
+            "TASKAPI_RATELIMIT_LOGIN": "10 per 30 seconds",
+            "TASKAPI_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, ::1",
         }
     )
+    assert settings.ratelimit_default == (RateLimitSpec(200, 86400), RateLimitSpec(50, 3600))
+    assert settings.ratelimit_login == (RateLimitSpec(10, 30),)
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        ("TASKAPI_CACHE_LIST_TTL", "-5", "TASKAPI_CACHE_LIST_TTL: must be 1 or more (got -5)"),
+        ("TASKAPI_CACHE_DETAIL_TTL", "0", "TASKAPI_CACHE_DETAIL_TTL: must be 1 or more (got 0)"),
+        ("TASKAPI_DB_POOL_SIZE", "0", "TASKAPI_DB_POOL_SIZE: must be 1 or more (got 0)"),
+        ("TASKAPI_USER_CACHE_SECONDS", "-1", "TASKAPI_USER_CACHE_SECONDS: must be 0 or more"),
+        ("TASKAPI_USER_CACHE_SECONDS", "nan", "TASKAPI_USER_CACHE_SECONDS: must be a finite"),
+        ("TASKAPI_ACCESS_TOKEN_EXPIRES", "soon", "TASKAPI_ACCESS_TOKEN_EXPIRES: must be a whole"),
+        ("TASKAPI_DB_ECHO", "maybe", "TASKAPI_DB_ECHO: must be true or false (got maybe)"),
+        ("TASKAPI_LOG_LEVEL", "loud", "TASKAPI_LOG_LEVEL: must be one of DEBUG, INFO,"),
+        ("TASKAPI_LOG_FORMAT", "xml", "TASKAPI_LOG_FORMAT: must be 'text' or 'json' (got xml)"),
+        ("TASKAPI_RATELIMIT_DEFAULT", "often", "TASKAPI_RATELIMIT_DEFAULT: not a rate limit: "),
+        ("TASKAPI_RATELIMIT_LOGIN", "0 per minute", "TASKAPI_RATELIMIT_LOGIN: not a rate limit"),
+        (
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES",
+            "5/minute;9/hour",
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES:",
+        ),
+        ("TASKAPI_TRUSTED_PROXIES", "garbage", "TASKAPI_TRUSTED_PROXIES: not an address or net"),
+        ("TASKAPI_TRUSTED_PROXIES", "10.0.0.0/33", "TASKAPI_TRUSTED_PROXIES: not an address"),
+        ("DATABASE_URL", "mysql://u:pw@db/x", "DATABASE_URL: only sqlite:// and postgresql://"),
+        ("TASKAPI_DATABASE_URL", "db.sqlite", "TASKAPI_DATABASE_URL: only sqlite:// and post"),
+        ("REDIS_URL", "http://cache:6379", "REDIS_URL: must start with redis://, rediss://"),
+        ("TASKAPI_SMTP_URL", "mail.example.com", "TASKAPI_SMTP_URL: must start with smtp://"),
+        ("TASKAPI_ENV", "staging", "TASKAPI_ENV: must be one of development, testing, production"),
+        ("TASKAPI_PROXY_HOPS", "1", "TASKAPI_PROXY_HOPS: removed; list your proxies' addresses"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_variable(name, value, line):
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ={name: value})
+    message = str(refused.value)
+    assert message.startswith(line)
+    assert "\n" not in message
+
+
+def test_a_bad_url_is_reported_without_its_password():
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ={"DATABASE_URL": "mysql://taskapi:hunter2@db/x"})
+    assert str(refused.value) == (
+        "DATABASE_URL: only sqlite:// and postgresql:// URLs are accepted (got mysql://)"
+    )
+
+
+def test_replace_validates_like_load():
+    settings = load_settings(environ={})
+    assert settings.replace(trusted_proxies="10.0.0.0/8").trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+    )
+    with pytest.raises(SettingsError, match=r"^TASKAPI_CACHE_LIST_TTL: must be 1 or more"):
+        settings.replace(cache_list_ttl=-5)
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(SettingsError, match="TASKAPI_CACHE_TTL: is not a setting"):
+        load_settings(environ={}, cache_ttl=5)
+
+
+def test_production_starts_with_a_random_secret():
+    secret = good_secret()
+    settings = load_settings(environ=production(TASKAPI_JWT_SECRET_KEY=secret))
     assert settings.is_production
-    assert settings.jwt_secret_key == GOOD_SECRET
+    assert settings.jwt_secret_key == secret
 
 
 @pytest.mark.parametrize(
     ("environ", "complaint"),
     [
-        ({"TASKAPI_JWT_SECRET_KEY": GOOD_SECRET}, "DATABASE_URL"),
-        ({"DATABASE_URL": PG}, "TASKAPI_JWT_SECRET_KEY"),
-        ({"DATABASE_URL": PG, "TASKAPI_JWT_SECRET_KEY": "short"}, "TASKAPI_JWT_SECRET_KEY"),
-        (
-            {"DATABASE_URL": PG, "TASKAPI_JWT_SECRET_KEY": "dev-insecure-jwt-secret-change-me"},
-            "TASKAPI_JWT_SECRET_KEY",
-        ),
+        ({"DATABASE_URL": ""}, "DATABASE_URL: production needs it set"),
+        ({"TASKAPI_JWT_SECRET_KEY": ""}, "TASKAPI_JWT_SECRET_KEY: production refuses a secret"),
+        ({"TASKAPI_JWT_SECRET_KEY": "short"}, "TASKAPI_JWT_SECRET_KEY: production refuses"),
+        ({"TASKAPI_JWT_SECRET_KEY": "a" * 32}, "that has only 1 distinct characters"),
+        ({"TASKAPI_JWT_SECRET_KEY": "ab" * 40}, "that has only 2 distinct characters"),
+        ({"TASKAPI_JWT_SECRET_KEY": "a" * 40 + "bcdefghijklmnop"}, "bits of entropy"),
+        ({"TASKAPI_JWT_SECRET_KEY": "my-own-jwt-SECRET-9f8e7d6c5b4a3210"}, "a placeholder"),
+        ({"TASKAPI_JWT_SECRET_KEY": "ChangeMe" + secrets.token_hex(16)}, "a placeholder"),
     ],
 )
-def test_production_refuses_missing_or_development_secrets(environ, complaint):
+def test_production_refuses_missing_or_weak_secrets(environ, complaint):
     with pytest.raises(SettingsError, match=complaint):
-        load_settings(environ={"TASKAPI_ENV": "production", **environ})
+        load_settings(environ=production(**{"TASKAPI_JWT_SECRET_KEY": good_secret(), **environ}))
+
+
+def _committed_secret_values() -> set[str]:
+    """Every value the repository's files give TASKAPI_JWT_SECRET_KEY or jwt_secret_key."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=False
+    )
+    if listed.returncode == 0:
+        paths = [PROJECT_ROOT / p for p in listed.stdout.decode().split("\0") if p]
+    else:  # not a git checkout: the files that carry configuration
+        paths = [*PROJECT_ROOT.glob("config/**/*"), PROJECT_ROOT / "README.md"]
+    patterns = [
+        re.compile(r"TASKAPI_JWT_SECRET_KEY:-([^}\"'\s]+)"),
+        re.compile(r"TASKAPI_JWT_SECRET_KEY\s*[=:]\s*[\"']?([^\s\"'}$]+)"),
+        re.compile(r"jwt_secret_key\s*=\s*[\"']([^\"']+)[\"']"),
+    ]
+    values: set[str] = set()
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for pattern in patterns:
+            values.update(pattern.findall(text))
+    return values
+
+
+def test_production_refuses_every_secret_committed_to_the_repository():
+    values = _committed_secret_values()
+    development = tomllib.loads((PROJECT_ROOT / "config/development.toml").read_text())
+    assert {"CHANGE-ME-to-at-least-32-random-characters", development["jwt_secret_key"]} <= values
+    for value in values:
+        with pytest.raises(SettingsError) as refused:
+            load_settings(environ=production(TASKAPI_JWT_SECRET_KEY=value))
+        message = str(refused.value)
+        assert message.startswith("TASKAPI_JWT_SECRET_KEY: production refuses"), value
+        assert message.endswith(f"generate one with {GENERATE_SECRET}")
+
+
+def test_a_random_value_found_in_a_checkout_file_is_refused(tmp_path: Path):
+    committed, own = good_secret(), good_secret()
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "app.env.example").write_text(f"TASKAPI_JWT_SECRET_KEY={committed}\n")
+    (tmp_path / "config" / "app.env").write_text(f"TASKAPI_JWT_SECRET_KEY={own}\n")
+    assert appears_in_files(committed, tmp_path)
+    assert not appears_in_files(own, tmp_path)  # the operator's own *.env is not compared
+
+
+@pytest.mark.parametrize(
+    "generate",
+    [
+        lambda: secrets.token_urlsafe(32),
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_urlsafe(48),
+    ],
+    ids=["token_urlsafe(32)", "token_hex(32)", "token_urlsafe(48)"],
+)
+def test_generated_secrets_are_accepted(generate):
+    refused = [s for s in (generate() for _ in range(300)) if secret_weakness(s) is not None]
+    assert refused == []
 
 
 def test_production_refusal_is_one_line_from_the_asgi_entry_point():
@@ -100,5 +251,6 @@ def test_production_refusal_is_one_line_from_the_asgi_entry_point():
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("taskapi: configuration error: production needs DATABASE_URL")
+    assert lines == [
+        "taskapi: configuration error: DATABASE_URL: production needs it set (e.g. postgresql://...)"
+    ]
