@@ -8,8 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TASKAPI_ENV=production
-# fixed, so tokens stay valid across restarts of a benchmark run; never used in production
-export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-bench-only-secret-not-for-production-0123456789}"
+# random once per checkout (instance/ is not committed: production refuses committed secrets),
+# then fixed, so tokens stay valid across restarts of a benchmark run
+secret_file=instance/bench-jwt-secret
+[ -s "$secret_file" ] || { mkdir -p instance && .venv/bin/python -c \
+  'import secrets; print(secrets.token_urlsafe(48))' > "$secret_file"; }
+export TASKAPI_JWT_SECRET_KEY="${TASKAPI_JWT_SECRET_KEY:-$(cat "$secret_file")}"
 export TASKAPI_RATELIMIT_DEFAULT="${TASKAPI_RATELIMIT_DEFAULT:-100000000 per day}"
 export TASKAPI_RATELIMIT_LOGIN="${TASKAPI_RATELIMIT_LOGIN:-1000000 per minute}"
 export TASKAPI_LOG_LEVEL="${TASKAPI_LOG_LEVEL:-WARNING}"
