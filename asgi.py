@@ -3,7 +3,7 @@
 import sys
 
 from taskapi.app import create_app
-from taskapi.logs import configure_logging
+from taskapi.infra.logs import configure_logging
 from taskapi.settings import SettingsError, load_settings
 
 try:

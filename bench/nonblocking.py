@@ -17,7 +17,7 @@ from pathlib import Path
 from alembic import command
 
 from taskapi.app import create_app
-from taskapi.migrate import alembic_config
+from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 
 CREDENTIALS = {"username": "burst", "password": "burst-password"}

@@ -14,8 +14,8 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskapi import models  # noqa: F401 - registers the tables on Base.metadata
-from taskapi.db import Base, ensure_sqlite_directory
+from taskapi.domain import models  # noqa: F401 - registers the tables on Base.metadata
+from taskapi.infra.db import Base, ensure_sqlite_directory
 from taskapi.settings import load_settings
 
 config = context.config

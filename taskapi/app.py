@@ -11,30 +11,31 @@ from quart import Quart, Response, request
 from quart_schema import Info
 
 from taskapi import __version__
-from taskapi.auth.routes import bp as auth_bp
-from taskapi.auth.service import RoleCache
-from taskapi.auth.tokens import init_tokens
-from taskapi.cache import ResponseCache
-from taskapi.db import Database, close_request_session
-from taskapi.docs import init_docs
-from taskapi.errors import register_error_handlers
-from taskapi.gate import Gate, exempt
-from taskapi.health import bp as health_bp
-from taskapi.jobs import JobResources
-from taskapi.limits import Limit, LoginFailures, limits_from
-from taskapi.mail import Mailer
-from taskapi.observability import init_request_ids
-from taskapi.proxies import ForwardedHeaders
-from taskapi.queue import ArqQueue, InProcessQueue
-from taskapi.redis_pool import RedisPool
-from taskapi.revocation import MemoryRevocations, RedisRevocations, RevocationStore
-from taskapi.security import PasswordHasher
+from taskapi.blueprints.auth.routes import bp as auth_bp
+from taskapi.blueprints.health import bp as health_bp
+from taskapi.blueprints.jobs import bp as processing_bp
+from taskapi.blueprints.tasks.routes import bp as tasks_bp
+from taskapi.domain.accounts import RoleCache
+from taskapi.domain.cache import ResponseCache
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.jobs import JobResources
+from taskapi.domain.limits import Limit, LoginFailures, limits_from
+from taskapi.domain.queue import ArqQueue, InProcessQueue
+from taskapi.domain.revocation import MemoryRevocations, RedisRevocations, RevocationStore
+from taskapi.http.db_scope import close_request_session
+from taskapi.http.docs import init_docs
+from taskapi.http.errors import register_error_handlers
+from taskapi.http.gate import Gate, exempt
+from taskapi.http.proxies import ForwardedHeaders
+from taskapi.http.request_ids import init_request_ids
+from taskapi.http.state import AppState
+from taskapi.http.tokens import init_tokens
+from taskapi.http.urls import TaskIdConverter, reject_large_ids
+from taskapi.infra.db import Database
+from taskapi.infra.mail import Mailer
+from taskapi.infra.passwords import PasswordHasher
+from taskapi.infra.redis_pool import RedisPool
 from taskapi.settings import Settings, load_settings
-from taskapi.state import AppState
-from taskapi.tasks.effects import TaskEffects
-from taskapi.tasks.processing import bp as processing_bp
-from taskapi.tasks.routes import bp as tasks_bp
-from taskapi.urls import TaskIdConverter, reject_large_ids
 
 DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "scalar_ui", "static")
 DESCRIPTION = (

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from alembic import command
 
-from taskapi.migrate import alembic_config
+from taskapi.infra.migrate import alembic_config
 from taskapi.settings import (
     GENERATE_SECRET,
     PROJECT_ROOT,
@@ -181,8 +181,8 @@ def create_user(username: str, email: str, admin: bool, password: str) -> None:
     """Create a user (or an admin) directly in the database."""
     from pydantic import ValidationError
 
-    from taskapi.auth.schemas import RegisterRequest
-    from taskapi.validation import field_errors
+    from taskapi.blueprints.auth.schemas import RegisterRequest
+    from taskapi.http.validation import field_errors
 
     try:
         RegisterRequest(username=username, email=email, password=password)
@@ -217,10 +217,10 @@ def delete_user(username: str) -> None:
 async def _delete_user(settings: Settings, username: str) -> int | None:
     from sqlalchemy import func, select
 
-    from taskapi.auth import service
-    from taskapi.cache import ResponseCache
-    from taskapi.models import User
-    from taskapi.redis_pool import RedisPool
+    from taskapi.domain import accounts as service
+    from taskapi.domain.cache import ResponseCache
+    from taskapi.domain.models import User
+    from taskapi.infra.redis_pool import RedisPool
 
     pool = None
     if settings.redis_url:
@@ -249,8 +249,8 @@ async def _delete_user(settings: Settings, username: str) -> int | None:
 
 
 async def _with_session(settings: Settings, work: Any) -> Any:
-    from taskapi.db import Database
-    from taskapi.security import PasswordHasher
+    from taskapi.infra.db import Database
+    from taskapi.infra.passwords import PasswordHasher
 
     database, passwords = Database(settings), PasswordHasher(settings)
     await database.connect()
@@ -265,7 +265,7 @@ async def _with_session(settings: Settings, work: Any) -> Any:
 async def _create_user(
     settings: Settings, username: str, email: str, password: str, role: str
 ) -> int:
-    from taskapi.auth.service import register_user
+    from taskapi.domain.accounts import register_user
     from taskapi.errors import APIError
 
     async def work(session: Any, passwords: Any) -> int:
@@ -284,8 +284,8 @@ async def _create_user(
 async def _seed_demo(settings: Settings) -> list[str]:
     from sqlalchemy import func, select
 
-    from taskapi.auth.service import register_user
-    from taskapi.models import Task, User
+    from taskapi.domain.accounts import register_user
+    from taskapi.domain.models import Task, User
 
     async def work(session: Any, passwords: Any) -> list[str]:
         created: list[str] = []

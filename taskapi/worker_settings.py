@@ -6,14 +6,14 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
-from taskapi.cache import ResponseCache
-from taskapi.db import Database
-from taskapi.jobs import JOB_FUNCTIONS, JobResources, deserialize_job, serialize_job
-from taskapi.logs import configure_logging
-from taskapi.mail import Mailer
-from taskapi.redis_pool import RedisPool
+from taskapi.domain.cache import ResponseCache
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.jobs import JOB_FUNCTIONS, JobResources, deserialize_job, serialize_job
+from taskapi.infra.db import Database
+from taskapi.infra.logs import configure_logging
+from taskapi.infra.mail import Mailer
+from taskapi.infra.redis_pool import RedisPool
 from taskapi.settings import Settings, SettingsError
-from taskapi.tasks.effects import TaskEffects
 
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 

@@ -16,11 +16,11 @@ from quart.typing import TestClientProtocol
 from sqlalchemy import text
 
 from taskapi.app import create_app
-from taskapi.auth.service import register_user
-from taskapi.auth.tokens import issue_access_token, issue_refresh_token
-from taskapi.migrate import alembic_config
+from taskapi.domain.accounts import register_user
+from taskapi.http.state import AppState
+from taskapi.http.tokens import issue_access_token, issue_refresh_token
+from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
-from taskapi.state import AppState
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
 
 BACKENDS = ("sqlite", "postgres")

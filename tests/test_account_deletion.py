@@ -11,8 +11,8 @@ from quart import Quart
 from sqlalchemy import select, text
 
 from taskapi.app import create_app
-from taskapi.auth.service import delete_user
-from taskapi.models import User
+from taskapi.domain.accounts import delete_user
+from taskapi.domain.models import User
 from taskapi.settings import Settings
 from tests.conftest import PASSWORD, create_account, empty_tables, state_of
 from tests.services import RedisServer

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 
-from taskapi.auth.schemas import RegisterRequest
-from taskapi.auth.service import register_user
-from taskapi.models import User
+from taskapi.blueprints.auth.schemas import RegisterRequest
+from taskapi.domain.accounts import register_user
+from taskapi.domain.models import User
 from tests.conftest import PASSWORD, state_of
 
 NEW_USER = {"username": "newuser", "email": "new@example.com", "password": "s3cure-password"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 
-from taskapi.migrate import alembic_config
+from taskapi.infra.migrate import alembic_config
 from taskapi.settings import PROJECT_ROOT
 
 TASKAPI = str(Path(sys.executable).parent / "taskapi")

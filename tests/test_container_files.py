@@ -144,7 +144,12 @@ def test_the_ignore_file_keeps_secrets_out_of_the_build_context():
     rules = _ignore_rules(".containerignore")
     leaked = [p for p in SECRETS_AN_OPERATOR_MAY_HAVE if not _ignored(p, rules)]
     assert not leaked, f"these would enter the build context: {leaked}"
-    for junk in (".git/config", ".venv/bin/python", "instance/taskapi.db", "x/__pycache__/a.pyc"):
+    for junk in (
+        ".git/config",
+        ".venv/bin/python",
+        "instance/taskapi.db",
+        "x/__pycache__/a.pyc",
+    ):
         assert _ignored(junk, rules), junk
 
 

@@ -12,7 +12,7 @@ from quart import Quart
 from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskapi.db import needs_ping
+from taskapi.infra.db import needs_ping
 from tests.conftest import create_account
 from tests.services import until
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from taskapi.docs import REDOC_VERSION, SWAGGER_UI_VERSION
+from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
 
 NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}

@@ -6,7 +6,7 @@ import logging
 
 from taskapi.app import create_app
 from taskapi.errors import APIError
-from taskapi.observability import RequestIdFilter
+from taskapi.infra.logs import RequestIdFilter
 from tests.conftest import make_settings
 from tests.services import free_port
 

@@ -12,8 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskapi.db import Base
-from taskapi.migrate import alembic_config
+from taskapi.infra.db import Base
+from taskapi.infra.migrate import alembic_config
 from tests.conftest import make_settings
 
 # SQLAlchemy cannot reflect SQLite's expression indexes (lower(username)): it says so, and so

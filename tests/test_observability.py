@@ -8,8 +8,7 @@ import re
 
 from quart import g
 
-from taskapi.logs import configure_logging
-from taskapi.observability import RequestIdFilter
+from taskapi.infra.logs import RequestIdFilter, configure_logging
 from tests.conftest import create_account
 from tests.services import until
 
@@ -67,7 +66,7 @@ async def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(make_apps, c
     (app,) = await make_apps(1, backend="memory", trusted_proxies="10.0.0.0/8")
     account = await create_account(app)
     caplog.handler.addFilter(RequestIdFilter())
-    with caplog.at_level(logging.INFO, logger="taskapi.mail"):
+    with caplog.at_level(logging.INFO, logger="taskapi.infra.mail"):
         response = await app.test_client().post(
             "/api/tasks/",
             headers={**account.headers, "X-Request-ID": "trace-42"},
@@ -75,8 +74,10 @@ async def test_a_jobs_log_lines_carry_the_request_id_that_queued_it(make_apps, c
             scope_base=PROXY,
         )
         assert response.headers["X-Request-ID"] == "trace-42"
-        await until(lambda: any(r.name == "taskapi.mail" for r in caplog.records), "the mail log")
-    (record,) = [r for r in caplog.records if r.name == "taskapi.mail"]
+        await until(
+            lambda: any(r.name == "taskapi.infra.mail" for r in caplog.records), "the mail log"
+        )
+    (record,) = [r for r in caplog.records if r.name == "taskapi.infra.mail"]
     assert record.request_id == "trace-42"
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from taskapi.proxies import forwarded_client
+from taskapi.http.proxies import forwarded_client
 from taskapi.settings import PROJECT_ROOT
 from tests.conftest import create_account
 from tests.deployment import BIN, NGINX_ADDRESS, ApiInstance, production_env

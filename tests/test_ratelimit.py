@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import delete
 
-from taskapi.gate import LIMITS_ATTRIBUTE
-from taskapi.limits import parse_limits
-from taskapi.models import User
+from taskapi.domain.limits import parse_limits
+from taskapi.domain.models import User
+from taskapi.http.gate import LIMITS_ATTRIBUTE
 from tests.conftest import create_account
 from tests.services import redis_commands_during
 

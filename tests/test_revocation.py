@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from taskapi.revocation import PREFIX
+from taskapi.domain.revocation import PREFIX
 from tests.conftest import create_account
 
 BACKENDS = ["redis", "memory"]
@@ -115,7 +115,7 @@ async def test_another_users_refresh_token_cannot_be_revoked(make_apps):
 def test_memory_revocations_expire_with_the_token():
     import asyncio
 
-    from taskapi.revocation import MemoryRevocations
+    from taskapi.domain.revocation import MemoryRevocations
 
     async def scenario() -> tuple[bool, bool]:
         store = MemoryRevocations()

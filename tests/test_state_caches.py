@@ -8,9 +8,9 @@ import time
 
 from sqlalchemy import delete, update
 
-from taskapi.auth.service import RoleCache
-from taskapi.auth.tokens import TokenClaims, VerifiedTokens
-from taskapi.models import User
+from taskapi.domain.accounts import RoleCache
+from taskapi.domain.models import User
+from taskapi.http.tokens import TokenClaims, VerifiedTokens
 from tests.conftest import create_account
 
 

@@ -8,11 +8,11 @@ import datetime as dt
 
 from sqlalchemy import select, update
 
-from taskapi.auth.viewer import Viewer
-from taskapi.jobs import JobResources, process_task
-from taskapi.mail import Mailer
-from taskapi.tasks.effects import TaskEffects
-from taskapi.tasks.service import TASKS, create_task, update_task
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.jobs import JobResources, process_task
+from taskapi.domain.tasks import TASKS, create_task, update_task
+from taskapi.domain.viewer import Viewer
+from taskapi.infra.mail import Mailer
 from tests.conftest import state_of
 
 AHEAD = dt.datetime(2999, 1, 1, tzinfo=dt.UTC)  # a stored time the database clock is behind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from taskapi.models import Task
+from taskapi.domain.models import Task
 from tests.conftest import state_of
 
 

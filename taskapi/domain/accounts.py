@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from taskapi.domain.cache import ResponseCache
+from taskapi.domain.models import Task, User
 from taskapi.errors import APIError
-from taskapi.models import Task, User
-from taskapi.security import PasswordHasher
-
-if TYPE_CHECKING:
-    from taskapi.auth.tokens import TokenClaims
-    from taskapi.cache import ResponseCache
+from taskapi.infra.passwords import PasswordHasher
 
 TAKEN = "Username or email already exists"
+
+
+class TokenClaims(Protocol):
+    """What the role cache needs of a verified token."""
+
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def generation(self) -> int: ...
 
 
 def normalise_email(email: str) -> str:

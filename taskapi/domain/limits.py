@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from taskapi.redis_pool import RedisPool
-from taskapi.redis_script import Fragment, Part
+from taskapi.infra.redis_pool import RedisPool
+from taskapi.infra.redis_script import Fragment, Part
 from taskapi.settings import RateLimitSpec, parse_rate_limits
 
 PREFIX = "taskapi:rl:"

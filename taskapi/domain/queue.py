@@ -21,9 +21,9 @@ from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
 from arq.jobs import Job, JobStatus
 from arq.jobs import serialize_job as serialize_arq_job
 
-from taskapi.cache import ResponseCache
-from taskapi.jobs import JOBS_BY_NAME, JobResources, deserialize_job, serialize_job
-from taskapi.redis_pool import RedisPool
+from taskapi.domain.cache import ResponseCache
+from taskapi.domain.jobs import JOBS_BY_NAME, JobResources, deserialize_job, serialize_job
+from taskapi.infra.redis_pool import RedisPool
 from taskapi.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from taskapi.db import Base, UTCDateTime, utcnow, utcnow_after
+from taskapi.infra.db import Base, UTCDateTime, utcnow, utcnow_after
 
 ROLES = ("user", "admin")
 STATUSES = ("pending", "completed")

@@ -27,12 +27,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.auth.viewer import Viewer
+from taskapi.domain.effects import Change, Kind, TaskEffects
+from taskapi.domain.models import Task
+from taskapi.domain.pagination import Cursor
+from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
-from taskapi.models import Task
-from taskapi.observability import current_request_id
-from taskapi.tasks.effects import Change, Kind, TaskEffects
-from taskapi.tasks.pagination import Cursor
+from taskapi.infra.logs import current_request_id
 
 # Core statements on the table: rows come back without the ORM's per-object bookkeeping.
 TASKS = Task.__table__

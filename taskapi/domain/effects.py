@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from taskapi.cache import ResponseCache
+from taskapi.domain.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 Kind = Literal["created", "updated", "deleted", "processed"]

@@ -7,8 +7,7 @@ import contextlib
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response, tag
 
-from taskapi.auth import service
-from taskapi.auth.schemas import (
+from taskapi.blueprints.auth.schemas import (
     AccessToken,
     LoginRequest,
     LogoutRequest,
@@ -17,11 +16,11 @@ from taskapi.auth.schemas import (
     RegisterResponse,
     TokenPair,
 )
-from taskapi.auth.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
-from taskapi.db import request_session
-from taskapi.docs import empty_response, errors
+from taskapi.domain import accounts as service
 from taskapi.errors import APIError
-from taskapi.gate import (
+from taskapi.http.db_scope import request_session
+from taskapi.http.docs import empty_response, errors
+from taskapi.http.gate import (
     current_claims,
     current_viewer,
     default_limits,
@@ -29,10 +28,11 @@ from taskapi.gate import (
     login_required,
     refresh_token_required,
 )
-from taskapi.redis_pool import RedisUnavailable
-from taskapi.responses import json_response, no_content, success
-from taskapi.state import AppState, app_state
-from taskapi.validation import json_body, parse_body
+from taskapi.http.responses import json_response, no_content, success
+from taskapi.http.state import AppState, app_state
+from taskapi.http.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
+from taskapi.http.validation import json_body, parse_body
+from taskapi.infra.redis_pool import RedisUnavailable
 
 bp = Blueprint("auth", __name__)
 

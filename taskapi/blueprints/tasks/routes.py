@@ -7,16 +7,7 @@ from urllib.parse import urlencode
 from quart import Blueprint, Response, request, url_for
 from quart_schema import document_querystring, document_response, tag
 
-from taskapi.db import request_connection
-from taskapi.docs import empty_response, errors, response_headers
-from taskapi.errors import APIError
-from taskapi.gate import cached, current_viewer, default_limits, login_required
-from taskapi.models import task_payload
-from taskapi.responses import no_content, success
-from taskapi.state import app_state
-from taskapi.tasks import service
-from taskapi.tasks.pagination import Cursor
-from taskapi.tasks.schemas import (
+from taskapi.blueprints.tasks.schemas import (
     TaskCreate,
     TaskEnvelope,
     TaskListEnvelope,
@@ -24,7 +15,16 @@ from taskapi.tasks.schemas import (
     TaskPatch,
     TaskReplace,
 )
-from taskapi.validation import json_body
+from taskapi.domain import tasks as service
+from taskapi.domain.models import task_payload
+from taskapi.domain.pagination import Cursor
+from taskapi.errors import APIError
+from taskapi.http.db_scope import request_connection
+from taskapi.http.docs import empty_response, errors, response_headers
+from taskapi.http.gate import cached, current_viewer, default_limits, login_required
+from taskapi.http.responses import no_content, success
+from taskapi.http.state import app_state
+from taskapi.http.validation import json_body
 
 bp = Blueprint("tasks", __name__)
 

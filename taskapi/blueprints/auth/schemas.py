@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
-from taskapi.validation import STORABLE
-
-
-def _common_passwords() -> frozenset[str]:
-    """The bundled list of the 10,000 most common passwords (from zxcvbn's), read once."""
-    text = Path(__file__).with_name("common_passwords.txt").read_text(encoding="utf-8")
-    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
-
-
-# Read at import, off the event loop; a registration costs one set lookup.
-COMMON_PASSWORDS = _common_passwords()
-
-
-def _not_common(password: str) -> str:
-    """Refuse a password that is on the common list, in any case."""
-    if password.lower() in COMMON_PASSWORDS:
-        raise ValueError("is one of the most common passwords; choose another")
-    return password
-
+from taskapi.domain.password_policy import refuse_common
+from taskapi.http.validation import STORABLE
 
 Username = Annotated[str, Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[
-    str, Field(min_length=8, max_length=1024), STORABLE, AfterValidator(_not_common)
+    str, Field(min_length=8, max_length=1024), STORABLE, AfterValidator(refuse_common)
 ]
 
 

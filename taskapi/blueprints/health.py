@@ -11,9 +11,9 @@ from quart import Blueprint, Response
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
-from taskapi.gate import exempt
-from taskapi.responses import json_response
-from taskapi.state import app_state
+from taskapi.http.gate import exempt
+from taskapi.http.responses import json_response
+from taskapi.http.state import app_state
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from taskapi.redis_pool import RedisPool
+from taskapi.infra.redis_pool import RedisPool
 
 HEADER = """if redis.replicate_commands then pcall(redis.replicate_commands) end
 local out = {$SLOTS}

@@ -16,12 +16,8 @@ from typing import Any, TypeVar
 from quart import Quart, Response, g, request
 from quart_schema import security_scheme
 
-from taskapi.auth.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
-from taskapi.auth.viewer import Viewer
-from taskapi.cache import Entry, Found, Slot, slot_for
-from taskapi.db import request_connection
-from taskapi.errors import APIError
-from taskapi.limits import (
+from taskapi.domain.cache import Entry, Found, Slot, slot_for
+from taskapi.domain.limits import (
     Decision,
     Limit,
     MemoryGcra,
@@ -31,11 +27,15 @@ from taskapi.limits import (
     limit_keys,
     read_outcome,
 )
-from taskapi.proxies import client_ip
-from taskapi.redis_pool import RedisUnavailable
-from taskapi.redis_script import Part, ScriptBook
-from taskapi.revocation import read_revoked, revocation_part
-from taskapi.state import AppState
+from taskapi.domain.revocation import read_revoked, revocation_part
+from taskapi.domain.viewer import Viewer
+from taskapi.errors import APIError
+from taskapi.http.db_scope import request_connection
+from taskapi.http.proxies import client_ip
+from taskapi.http.state import AppState
+from taskapi.http.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
+from taskapi.infra.redis_pool import RedisUnavailable
+from taskapi.infra.redis_script import Part, ScriptBook
 
 F = TypeVar("F", bound=Callable[..., Any])
 LIMITS_ATTRIBUTE = "_taskapi_limits"

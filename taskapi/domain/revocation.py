@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from taskapi.redis_pool import RedisPool
-from taskapi.redis_script import Fragment, Part
+from taskapi.infra.redis_pool import RedisPool
+from taskapi.infra.redis_script import Fragment, Part
 
 PREFIX = b"taskapi:revoked:"
 # Sets `revoked` for the fragments after it (a revoked caller's rate limit falls back to its

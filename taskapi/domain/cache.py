@@ -18,9 +18,9 @@ from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
 from aiocache.serializers import BaseSerializer
 
-from taskapi.auth.viewer import Viewer
-from taskapi.redis_pool import RedisPool, RedisUnavailable
-from taskapi.redis_script import Fragment, Part
+from taskapi.domain.viewer import Viewer
+from taskapi.infra.redis_pool import RedisPool, RedisUnavailable
+from taskapi.infra.redis_script import Fragment, Part
 from taskapi.settings import Settings
 
 T = TypeVar("T")

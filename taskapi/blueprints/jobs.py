@@ -9,15 +9,15 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, url_for
 from quart_schema import document_response, tag
 
-from taskapi.db import request_connection
-from taskapi.docs import errors
+from taskapi.domain import tasks as service
 from taskapi.errors import APIError
-from taskapi.gate import current_viewer, default_limits, login_required
-from taskapi.observability import current_request_id
-from taskapi.redis_pool import RedisUnavailable
-from taskapi.responses import json_response
-from taskapi.state import app_state
-from taskapi.tasks import service
+from taskapi.http.db_scope import request_connection
+from taskapi.http.docs import errors
+from taskapi.http.gate import current_viewer, default_limits, login_required
+from taskapi.http.responses import json_response
+from taskapi.http.state import app_state
+from taskapi.infra.logs import current_request_id
+from taskapi.infra.redis_pool import RedisUnavailable
 
 bp = Blueprint("jobs", __name__)
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -14,13 +14,13 @@ import orjson
 from arq import Retry
 from sqlalchemy import select
 
-from taskapi.db import Database
-from taskapi.mail import SMTP_ERRORS, Mailer
-from taskapi.models import Task, User
-from taskapi.observability import request_id_var
+from taskapi.domain import tasks as service
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.models import Task, User
+from taskapi.infra.db import Database
+from taskapi.infra.logs import request_id_var
+from taskapi.infra.mail import SMTP_ERRORS, Mailer
 from taskapi.settings import Settings
-from taskapi.tasks import service
-from taskapi.tasks.effects import TaskEffects
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING
 
 from quart import current_app
 
-from taskapi.auth.service import RoleCache
-from taskapi.db import Database
-from taskapi.limits import LoginFailures
-from taskapi.redis_pool import RedisPool
-from taskapi.revocation import RevocationStore
-from taskapi.security import PasswordHasher
+from taskapi.domain.accounts import RoleCache
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.limits import LoginFailures
+from taskapi.domain.revocation import RevocationStore
+from taskapi.infra.db import Database
+from taskapi.infra.passwords import PasswordHasher
+from taskapi.infra.redis_pool import RedisPool
 from taskapi.settings import Settings
-from taskapi.tasks.effects import TaskEffects
 
 if TYPE_CHECKING:
-    from taskapi.cache import ResponseCache
-    from taskapi.queue import JobQueue
+    from taskapi.domain.cache import ResponseCache
+    from taskapi.domain.queue import JobQueue
 
 
 @dataclasses.dataclass(slots=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from taskapi.validation import STORABLE
+from taskapi.http.validation import STORABLE
 
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150), STORABLE
