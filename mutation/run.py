@@ -30,6 +30,7 @@ import libcst as cst
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = {"killed", "timeout"}
+UNTESTED = "not checked"  # a run stopped early
 
 
 def load_test_services() -> ModuleType:
@@ -112,10 +113,12 @@ def report(modules: list[str], seconds: float) -> str:
     lines: list[str] = []
     survivors: list[str] = []
     total = Counter[str]()
+    unchecked = 0
     for module in modules:
         data = SourceFileMutationData(path=module)
         data.load()
         statuses = Counter(status_by_exit_code[code] for code in data.exit_code_by_key.values())
+        unchecked += statuses.pop(UNTESTED, 0)
         total.update(statuses)
         count, killed = sum(statuses.values()), sum(statuses[s] for s in KILLED)
         rate = f"{100 * killed / count:5.1f} %" if count else "    -  "
@@ -123,7 +126,7 @@ def report(modules: list[str], seconds: float) -> str:
         lines.append(f"  {module:32} {killed:4}/{count:<4} killed  {rate}   {others}")
         for mutant, code in sorted(data.exit_code_by_key.items()):
             status = status_by_exit_code[code]
-            if status in KILLED:
+            if status in KILLED or status == UNTESTED:
                 continue
             line, changed = describe(mutant, module)
             survivors.append(f"{module}:{line}  [{status}]  {mutant.rpartition('.')[2]}")
@@ -133,8 +136,10 @@ def report(modules: list[str], seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     head = [
         "",
-        f"Mutation testing: {count} mutants in {len(modules)} modules, {minutes} min {rest} s",
+        f"Mutation testing: {count} mutants in {len(modules)} modules"
+        + (f", {minutes} min {rest} s" if seconds else ""),
         *lines,
+        *([f"Not tested (the run stopped early): {unchecked} mutants"] if unchecked else []),
         f"Kill rate: {killed}/{count} = {rate:.1f} % (of them timed out: {total['timeout']})",
         f"Surviving mutants ({count - killed}):" if count > killed else "No surviving mutants.",
     ]
@@ -145,12 +150,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. taskapi/jobs.py")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--report-only", action="store_true", help="print the report of the last run, run nothing"
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
     missing = [m for m in args.modules if not Path(m).is_file()]
     if missing:
         print(f"mutate: no such module: {' '.join(missing)} (MUTATE_MODULES)", file=sys.stderr)
         return 2
+    if args.report_only:
+        print(report(args.modules, 0.0), end="")
+        return 0
     shutil.rmtree("mutants", ignore_errors=True)
     services = load_test_services()
     started = time.monotonic()
