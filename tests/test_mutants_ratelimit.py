@@ -83,3 +83,17 @@ async def test_the_headers_describe_the_shortest_limit(make_apps, clock):
     response = await client.post("/auth/login", json=attempt)
     assert response.status_code == 401
     assert figures(response)[1:4] == ("3", "2", "20")
+
+
+async def test_a_named_limit_adds_to_the_defaults(make_apps, clock):
+    (app,) = await make_apps(
+        1,
+        backend="memory",
+        ratelimit_enabled=True,
+        ratelimit_default="2 per minute",
+        ratelimit_login="5 per minute",
+    )
+    client = app.test_client()
+    attempt = {"username": "nobody", "password": "wrong-password"}
+    statuses = [(await client.post("/auth/login", json=attempt)).status_code for _ in "abc"]
+    assert statuses == [401, 401, 429]
