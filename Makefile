@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test fuzz bench lint install lock clean docs-assets
+.PHONY: run test fuzz bench lint install lock clean docs-assets mutate
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
+# Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
+# edit at a time, runs the tests that reach each edit, and prints the kill rate and the survivors.
+MUTATE_MODULES ?= taskapi/tasks/service.py taskapi/cache.py taskapi/ratelimit.py \
+                  taskapi/revocation.py taskapi/auth/tokens.py taskapi/jobs.py
+MUTATE_WORKERS ?= 2
+mutate: $(STAMP)
+	$(BIN)/python -m mutation.run --workers $(MUTATE_WORKERS) $(MUTATE_MODULES)
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -40,7 +48,7 @@ lock: $(STAMP)
 	 $(BIN)/python -m pip freeze --exclude-editable | grep -v '^taskapi') > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache mutants
 
 # Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/docs.py).
 SWAGGER_UI_VERSION := $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)

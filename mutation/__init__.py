@@ -1,0 +1,1 @@
+"""`make mutate`: mutation testing of the domain layer (mutmut), on demand."""
