@@ -22,10 +22,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 fuzz: $(STAMP)
-	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/test_fuzz.py
+	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/http/test_openapi_fuzz.py
 
 # Load benchmark (needs wrk): a throwaway local PostgreSQL + Redis deployment, or BENCH_ARGS
 # such as "--base https://api.example.com --username U --password P".
@@ -34,14 +35,15 @@ bench: $(STAMP)
 
 # Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
 # edit at a time, runs the tests that reach each edit, and prints the kill rate and the survivors.
-MUTATE_MODULES ?= taskapi/tasks/service.py taskapi/cache.py taskapi/ratelimit.py \
-                  taskapi/revocation.py taskapi/auth/tokens.py taskapi/jobs.py
+MUTATE_MODULES ?= taskapi/domain/tasks.py taskapi/domain/effects.py taskapi/domain/cache.py \
+                  taskapi/domain/limits.py taskapi/domain/revocation.py taskapi/http/tokens.py \
+                  taskapi/domain/jobs.py
 MUTATE_WORKERS ?= 2
 mutate: $(STAMP)
 	$(BIN)/python -m mutation.run --workers $(MUTATE_WORKERS) $(MUTATE_MODULES)
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 lock: $(STAMP)
 	(echo '# Exact versions `make` installs (pip constraints). Regenerate: make lock'; \

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from taskapi import ratelimit
+from taskapi.domain import limits
 from tests.conftest import create_account
 
 LIMITED = {"ratelimit_enabled": True, "ratelimit_default": "2 per minute"}
 
 
 class StillClock:
-    """Stands in for the `time` module inside taskapi.ratelimit: time moves only when told."""
+    """Stands in for the `time` module inside taskapi.domain.limits: time moves only when told."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -24,7 +24,7 @@ class StillClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> StillClock:
     still = StillClock()
-    monkeypatch.setattr(ratelimit, "time", still)
+    monkeypatch.setattr(limits, "time", still)
     return still
 
 

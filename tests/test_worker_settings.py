@@ -3,6 +3,7 @@ mid-job it delivers the job again after a restart; on SIGTERM it finishes the jo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from tests.conftest import create_account
 from tests.services import free_port, until
 from tests.smtp import smtp_sink
 
+WEB_STACK = {"quart", "quart_schema", "quart_rate_limiter", "quart_jwt_extended", "flask"}
 BIN = Path(sys.executable).parent
 ARQ_WORKER = [str(BIN / "arq"), "worker.WorkerSettings"]
 TASKAPI_WORKER = [str(BIN / "taskapi"), "worker"]
@@ -147,3 +149,30 @@ async def test_sigterm_lets_the_job_in_hand_finish(make_apps, redis_server):
     assert result.success, result.result
     assert result.result["status"] == "sent"
     assert len(sink.handler.delivered) == 1
+
+
+def test_the_worker_settings_load_no_web_stack_in_a_fresh_interpreter():
+    """`arq worker.WorkerSettings` imports the domain and arq, never quart or a blueprint."""
+    probe = (
+        "import json, sys, worker; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('quart', 'flask', "
+        "'taskapi')))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKAPI_", "DATABASE_URL"))}
+    env.update(TASKAPI_ENV="testing", REDIS_URL="redis://127.0.0.1:9/0")
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = json.loads(done.stdout)
+    assert "taskapi.domain.jobs" in loaded  # the probe saw the worker's own imports
+    web = [m for m in loaded if m.split(".")[0] in WEB_STACK]
+    ours = [
+        m for m in loaded if m.startswith(("taskapi.http", "taskapi.blueprints", "taskapi.app"))
+    ]
+    assert web == []
+    assert ours == []

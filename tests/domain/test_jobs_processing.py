@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from taskapi.jobs import JobResources, process_task
-from taskapi.mail import Mailer
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.jobs import JobResources, process_task
+from taskapi.infra.mail import Mailer
 from tests.conftest import create_account
 
 
 def job_context(app) -> dict:
     state = app.extensions["taskapi"]
-    return {"taskapi": JobResources(state.settings, state.db, state.cache, Mailer(state.settings))}
+    return {
+        "taskapi": JobResources(
+            state.settings, state.db, TaskEffects(state.cache, None), Mailer(state.settings)
+        )
+    }
 
 
 async def test_the_result_of_processing_names_the_task(make_apps):
