@@ -22,7 +22,7 @@ from taskapi.domain.jobs import JobResources
 from taskapi.domain.limits import Limit, LoginFailures, limits_from
 from taskapi.domain.queue import ArqQueue, InProcessQueue
 from taskapi.domain.revocation import MemoryRevocations, RedisRevocations, RevocationStore
-from taskapi.http.db_scope import close_request_session
+from taskapi.http.db_scope import close_request_connection
 from taskapi.http.docs import init_docs
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate, exempt
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         state.passwords.close()
 
     app.after_request(_empty_options_is_204)
-    app.teardown_appcontext(close_request_session)
+    app.teardown_appcontext(close_request_connection)
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app

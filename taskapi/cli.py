@@ -232,31 +232,32 @@ async def _delete_user(settings: Settings, username: str) -> int | None:
     if cache is not None:
         await cache.open()
 
-    async def work(session: Any, _passwords: Any) -> int | None:
-        user_id: int | None = await session.scalar(
+    async def work(connection: Any, _passwords: Any) -> int | None:
+        user_id: int | None = await connection.scalar(
             select(User.id).where(func.lower(User.username) == func.lower(username))
         )
-        if user_id is None or not await service.delete_user(session, cache, user_id):
+        if user_id is None or not await service.delete_user(connection, cache, user_id):
             return None
         return user_id
 
     try:
-        result: int | None = await _with_session(settings, work)
+        result: int | None = await _in_transaction(settings, work)
     finally:
         if pool is not None:
             await pool.close()
     return result
 
 
-async def _with_session(settings: Settings, work: Any) -> Any:
+async def _in_transaction(settings: Settings, work: Any) -> Any:
+    """Run `work(connection, passwords)` in one transaction: all of it is written, or none."""
     from taskapi.infra.db import Database
     from taskapi.infra.passwords import PasswordHasher
 
     database, passwords = Database(settings), PasswordHasher(settings)
     await database.connect()
     try:
-        async with database.session() as session:
-            return await work(session, passwords)
+        async with database.transaction() as connection:
+            return await work(connection, passwords)
     finally:
         passwords.close()
         await database.dispose()
@@ -268,32 +269,32 @@ async def _create_user(
     from taskapi.domain.accounts import register_user
     from taskapi.errors import APIError
 
-    async def work(session: Any, passwords: Any) -> int:
+    async def work(connection: Any, passwords: Any) -> int:
         try:
             user = await register_user(
-                session, passwords, username=username, email=email, password=password, role=role
+                connection, passwords, username=username, email=email, password=password, role=role
             )
         except APIError as error:
             raise click.ClickException(error.message) from None
         return user.id
 
-    user_id: int = await _with_session(settings, work)
+    user_id: int = await _in_transaction(settings, work)
     return user_id
 
 
 async def _seed_demo(settings: Settings) -> list[str]:
-    from sqlalchemy import func, select
+    from sqlalchemy import func, insert, select
 
     from taskapi.domain.accounts import register_user
     from taskapi.domain.models import Task, User
 
-    async def work(session: Any, passwords: Any) -> list[str]:
+    async def work(connection: Any, passwords: Any) -> list[str]:
         created: list[str] = []
         for username, email, role in DEMO_USERS:
             taken = select(User.id).where(func.lower(User.username) == username)
-            if await session.scalar(taken) is None:
+            if await connection.scalar(taken) is None:
                 await register_user(
-                    session,
+                    connection,
                     passwords,
                     username=username,
                     email=email,
@@ -301,15 +302,15 @@ async def _seed_demo(settings: Settings) -> list[str]:
                     role=role,
                 )
                 created.append(f"{role} {username!r}")
-        owner = await session.scalar(select(User.id).where(User.username == "user"))
+        owner = await connection.scalar(select(User.id).where(User.username == "user"))
         if created and owner is not None:
-            session.add_all(
-                Task(title=title, description=text, status=status, owner_id=owner)
+            tasks = [
+                {"title": title, "description": text, "status": status, "owner_id": owner}
                 for title, text, status in DEMO_TASKS
-            )
-            await session.commit()
+            ]
+            await connection.execute(insert(Task.__table__), tasks)
             created.append(f"{len(DEMO_TASKS)} tasks")
         return created
 
-    result: list[str] = await _with_session(settings, work)
+    result: list[str] = await _in_transaction(settings, work)
     return result

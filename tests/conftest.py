@@ -179,9 +179,9 @@ async def create_account(app: Quart, role: str = "user", username: str | None = 
     """A new account of a role, straight through the service, with its tokens."""
     name = username or f"{role}{next(_names)}"
     state = state_of(app)
-    async with state.db.session() as session:
+    async with state.db.connection() as connection:
         user = await register_user(
-            session,
+            connection,
             state.passwords,
             username=name,
             email=f"{name}@example.com",

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Row, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.domain.cache import ResponseCache
-from taskapi.domain.models import Task, User
+from taskapi.domain.models import Task, User, new_token_generation
 from taskapi.errors import APIError
 from taskapi.infra.passwords import PasswordHasher
 
 TAKEN = "Username or email already exists"
+USERS, TASKS = User.__table__, Task.__table__
 
 
 class TokenClaims(Protocol):
@@ -36,52 +37,50 @@ def normalise_email(email: str) -> str:
 
 
 async def register_user(
-    session: AsyncSession,
+    connection: AsyncConnection,
     passwords: PasswordHasher,
     *,
     username: str,
     email: str,
     password: str,
     role: str = "user",
-) -> User:
-    """Create an account; 409 when the username or e-mail is taken in any case (also under a
-    race: the unique indexes on lower() decide)."""
+) -> Row[Any]:
+    """Create an account in one INSERT (atomic on its own; inside a caller's transaction, part
+    of it); 409 when the username or e-mail is taken in any case (also under a race: the
+    unique indexes on lower() decide)."""
     email = normalise_email(email)
-    taken = await session.scalar(
-        select(User.id)
+    taken = await connection.scalar(
+        select(USERS.c.id)
         .where(
             or_(
-                func.lower(User.username) == func.lower(username),
-                func.lower(User.email) == func.lower(email),
+                func.lower(USERS.c.username) == func.lower(username),
+                func.lower(USERS.c.email) == func.lower(email),
             )
         )
         .limit(1)
     )
     if taken is not None:
         raise APIError(409, TAKEN, code="conflict")
-    user = User(
-        username=username,
-        email=email,
-        password_hash=await passwords.hash(password),
-        role=role,
-    )
-    session.add(user)
+    values = {
+        "username": username,
+        "email": email,
+        "password_hash": await passwords.hash(password),
+        "role": role,
+        "token_generation": new_token_generation(),
+    }
     try:
-        await session.commit()
+        return (await connection.execute(insert(USERS).values(values).returning(USERS))).one()
     except IntegrityError:
-        await session.rollback()
         raise APIError(409, TAKEN, code="conflict") from None
-    return user
 
 
 async def authenticate(
-    session: AsyncSession, passwords: PasswordHasher, username: str, password: str
-) -> User | None:
+    connection: AsyncConnection, passwords: PasswordHasher, username: str, password: str
+) -> Row[Any] | None:
     """The user whose credentials these are, or None; equally slow for unknown names. The name
     matches in any case: only one account can have it."""
-    user = await session.scalar(
-        select(User).where(func.lower(User.username) == func.lower(username))
-    )
+    query = select(USERS).where(func.lower(USERS.c.username) == func.lower(username))
+    user = (await connection.execute(query)).first()
     ok = await passwords.verify(user.password_hash if user else None, password)
     return user if ok else None
 
@@ -139,13 +138,19 @@ class RoleCache:
         return role if generation == claims.generation else None
 
 
-async def delete_user(session: AsyncSession, cache: ResponseCache | None, user_id: int) -> bool:
-    """Delete an account and its tasks; False when there was none. Every cached answer that
+async def delete_user(
+    connection: AsyncConnection, cache: ResponseCache | None, user_id: int
+) -> bool:
+    """Delete an account and its tasks; False when there was none. Two statements: run it in a
+    transaction (`Database.transaction()`), which the caller commits. Every cached answer that
     showed them is dropped, so no later account (nor the admin's lists) is served them."""
-    tasks = await session.scalars(delete(Task).where(Task.owner_id == user_id).returning(Task.id))
+    tasks = await connection.scalars(
+        delete(TASKS).where(TASKS.c.owner_id == user_id).returning(TASKS.c.id)
+    )
     task_ids = list(tasks)
-    deleted = await session.scalar(delete(User).where(User.id == user_id).returning(User.id))
-    await session.commit()
+    deleted = await connection.scalar(
+        delete(USERS).where(USERS.c.id == user_id).returning(USERS.c.id)
+    )
     if deleted is None:
         return False
     if cache is not None:
@@ -153,5 +158,5 @@ async def delete_user(session: AsyncSession, cache: ResponseCache | None, user_i
     return True
 
 
-async def get_user(session: AsyncSession, user_id: int) -> User | None:
-    return await session.get(User, user_id)
+async def get_user(connection: AsyncConnection, user_id: int) -> Row[Any] | None:
+    return (await connection.execute(select(USERS).where(USERS.c.id == user_id))).first()

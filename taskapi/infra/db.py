@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +184,15 @@ class Database:
         return self._engine
 
     def session(self) -> AsyncSession:
+        """An ORM session in a real transaction: nothing is written until `commit()`."""
         if self._sessions is None:
             raise RuntimeError("the database is not connected (before_serving has not run)")
         return self._sessions()
+
+    def transaction(self) -> AsyncContextManager[AsyncConnection]:
+        """`async with db.transaction() as connection`: several statements that commit together
+        (or not at all, when the block raises)."""
+        return self.engine.begin()
 
     def connection(self) -> AsyncConnection:
         """An autocommit connection from the pool, for single statements: `await` it, or use
@@ -201,7 +208,7 @@ class Database:
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._sessions = async_sessionmaker(self._autocommit, expire_on_commit=False)
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     async def dispose(self) -> None:
         if self._engine is not None:

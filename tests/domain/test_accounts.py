@@ -50,8 +50,8 @@ async def _login(client: Any, name: str, user_id: int) -> Session:
 
 async def _delete(app: Quart, user_id: int) -> None:
     state = state_of(app)
-    async with state.db.session() as session:
-        assert await delete_user(session, state.cache, user_id)
+    async with state.db.transaction() as connection:
+        assert await delete_user(connection, state.cache, user_id)
 
 
 async def _listed_titles_and_cache_flag(client: Any, who: Session) -> tuple[list[str], str]:
@@ -184,6 +184,6 @@ async def test_delete_user_command_removes_the_account_and_its_tasks(tmp_path):
 
 async def test_delete_user_returns_false_for_a_missing_account(app, clean_db):
     state = state_of(app)
-    async with state.db.session() as session:
-        assert not await delete_user(session, state.cache, 10**9)
-        assert await session.scalar(select(User.id).limit(1)) is None
+    async with state.db.transaction() as connection:
+        assert not await delete_user(connection, state.cache, 10**9)
+        assert await connection.scalar(select(User.id).limit(1)) is None

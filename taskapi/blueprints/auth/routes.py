@@ -18,7 +18,7 @@ from taskapi.blueprints.auth.schemas import (
 )
 from taskapi.domain import accounts as service
 from taskapi.errors import APIError
-from taskapi.http.db_scope import request_session
+from taskapi.http.db_scope import request_connection
 from taskapi.http.docs import empty_response, errors
 from taskapi.http.gate import (
     current_claims,
@@ -55,7 +55,7 @@ async def _no_store(response: Response) -> Response:
 async def register(data: RegisterRequest) -> Response:
     """Register a new user (role `user`)."""
     user = await service.register_user(
-        await request_session(),
+        await request_connection(),
         app_state().passwords,
         username=data.username,
         email=str(data.email),
@@ -75,7 +75,7 @@ async def login(data: LoginRequest) -> Response:
     state = app_state()
     await _refuse_a_guessed_name(state, data.username)
     user = await service.authenticate(
-        await request_session(), state.passwords, data.username, data.password
+        await request_connection(), state.passwords, data.username, data.password
     )
     if user is None:
         with contextlib.suppress(RedisUnavailable):
@@ -117,7 +117,7 @@ async def refresh() -> Response:
 @errors(401, 429, 503)
 async def me() -> Response:
     """The caller's own account."""
-    user = await service.get_user(await request_session(), current_viewer().id)
+    user = await service.get_user(await request_connection(), current_viewer().id)
     if user is None:
         raise APIError(401, "The token's user no longer exists.", code="token_invalid")
     return success(
