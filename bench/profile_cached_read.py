@@ -89,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--scenario", default="S1")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
     wrk_args = argparse.Namespace(threads=1, connections=64, warmup=3, duration=args.seconds + 4)
     with local_deployment(1) as (base, pids), tempfile.TemporaryDirectory() as scratch:
@@ -127,6 +128,8 @@ def main() -> None:
             capture_output=True,
         )
         load.join()
+        if args.raw is not None:
+            args.raw.write_text(out.read_text())
         print(f"{args.scenario} under py-spy: {result.get('rps', 0):.0f} req/s (one process)")
         by_group, through_ours = shares(out)
         print("self time by package (innermost frame):")

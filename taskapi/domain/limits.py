@@ -45,9 +45,26 @@ def parse_limits(text: str) -> list[Limit]:
     return limits_from(parse_rate_limits(text))
 
 
-def limit_keys(scope: str, endpoint: str, limits: Sequence[Limit]) -> list[str]:
+def limit_keys(scope: str, endpoint: str, limits: tuple[Limit, ...]) -> list[str]:
     """One key per limit: budgets are per caller (`ip:<addr>` or `user:<id>`) and per route."""
-    return [f"{PREFIX}{scope}:{endpoint}:{lim.count}/{lim.seconds:g}" for lim in limits]
+    head = PREFIX + scope
+    return [head + suffix for suffix in _key_suffixes(endpoint, limits)]
+
+
+@functools.cache
+def _key_suffixes(endpoint: str, limits: tuple[Limit, ...]) -> tuple[str, ...]:
+    return tuple(f":{endpoint}:{lim.count}/{lim.seconds:g}" for lim in limits)
+
+
+@functools.cache
+def _shortest(limits: tuple[Limit, ...]) -> int:
+    """The index of the limit with the shortest window (the one the headers describe)."""
+    return min(range(len(limits)), key=lambda i: limits[i].seconds)
+
+
+@functools.cache
+def _gcra_args(limits: tuple[Limit, ...]) -> tuple[float, ...]:
+    return tuple(value for lim in limits for value in (lim.interval_ms, lim.period_ms))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,14 +89,14 @@ class Decision:
     retry_after: int = 0
 
 
-def decide(limits: Sequence[Limit], outcome: Outcome) -> Decision:
+def decide(limits: tuple[Limit, ...], outcome: Outcome) -> Decision:
     """The headers' figures: the refusing limit, or the shortest window's remaining budget."""
     if not outcome.allowed:
         refused = limits[outcome.index]
         retry_after = max(1, math.ceil(outcome.retry_after_ms / 1000))
         reset = math.ceil(outcome.separations[0] / 1000)
         return Decision(False, refused.count, 0, reset, retry_after)
-    shortest = min(range(len(limits)), key=lambda i: limits[i].seconds)
+    shortest = _shortest(limits)
     limit, separation = limits[shortest], outcome.separations[shortest]
     remaining = int((limit.period_ms - separation) / limit.interval_ms)
     return Decision(True, limit.count, max(0, remaining), math.ceil(separation / 1000))
@@ -125,13 +142,11 @@ def gcra_fragment(n: int, fallback: bool) -> Fragment:
 
 
 def gcra_part(
-    keys: Sequence[str], limits: Sequence[Limit], fallback_keys: Sequence[str] | None = None
+    keys: list[str], limits: tuple[Limit, ...], fallback_keys: list[str] | None = None
 ) -> Part:
-    args: list[float] = []
-    for limit in limits:
-        args += [limit.interval_ms, limit.period_ms]
-    all_keys = [*keys, *(fallback_keys or ())]
-    return Part(gcra_fragment(len(limits), fallback_keys is not None), all_keys, args)
+    all_keys = keys + fallback_keys if fallback_keys is not None else keys
+    fragment = gcra_fragment(len(limits), fallback_keys is not None)
+    return Part(fragment, all_keys, _gcra_args(limits))
 
 
 def read_outcome(values: Sequence[object], n: int) -> Outcome:

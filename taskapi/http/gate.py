@@ -10,7 +10,7 @@ cached answer. Over-limit and revoked callers never reach the database.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from quart import Quart, Response, g, request
@@ -240,7 +240,7 @@ class Gate:
         self,
         admission: Admission,
         endpoint: str,
-        limits: Sequence[Limit],
+        limits: tuple[Limit, ...],
         address: str,
         user: str | None,
         slot: Slot | None,
@@ -282,7 +282,7 @@ class Gate:
         return revoked, found
 
     async def _limit_alone(
-        self, admission: Admission, endpoint: str, limits: Sequence[Limit], scope: str
+        self, admission: Admission, endpoint: str, limits: tuple[Limit, ...], scope: str
     ) -> None:
         if not limits:
             return
@@ -309,7 +309,7 @@ class Gate:
         return cache.read(slot, reply["cache"] or [])
 
     def _apply(
-        self, admission: Admission, limits: Sequence[Limit], outcome: Outcome | None
+        self, admission: Admission, limits: tuple[Limit, ...], outcome: Outcome | None
     ) -> None:
         """A rate step's outcome (None: Redis could not answer): 429, or the headers' figures."""
         if not limits:
