@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from quart import Quart, Response, request
 from quart_schema import Info
@@ -23,7 +20,7 @@ from taskapi.domain.limits import Limit, LoginFailures, limits_from
 from taskapi.domain.queue import ArqQueue, InProcessQueue
 from taskapi.domain.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from taskapi.http.db_scope import close_request_connection
-from taskapi.http.docs import init_docs
+from taskapi.http.docs import init_docs, plain_view
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate, exempt
 from taskapi.http.proxies import ForwardedHeaders
@@ -79,9 +76,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(processing_bp, url_prefix="/api/tasks")
     for endpoint in DOCS_ENDPOINTS:
         if endpoint in app.view_functions:
-            app.view_functions[endpoint] = exempt(
-                _plain_function(app, app.view_functions[endpoint])
-            )
+            app.view_functions[endpoint] = exempt(plain_view(app, app.view_functions[endpoint]))
     init_request_ids(app, settings)
     _init_gate(app, state)
     register_error_handlers(app)
@@ -108,17 +103,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
-
-
-def _plain_function(app: Quart, view: Callable[..., Any]) -> Callable[..., Any]:
-    """A library's view (a bound method) as a function that can carry our decorators' marks."""
-    call = app.ensure_async(view)
-
-    @functools.wraps(view)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await call(*args, **kwargs)
-
-    return wrapper
 
 
 def _build_state(settings: Settings) -> AppState:

@@ -312,6 +312,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return _validated(values, names)
 
 
+# workaround: pydantic-settings reads only os.environ, private _load_env_vars hook (pinned by tests/test_library_defects.py::test_env_settings_source_reads_only_os_environ)
 class _EnvironSource(EnvSettingsSource):
     """The library's environment source reading a given mapping instead of os.environ (there is
     no public parameter for that; DotEnvSettingsSource overrides the same method)."""

@@ -104,6 +104,7 @@ class Found:
     entry: Entry | None = None
 
 
+# workaround: aiocache clear() on a namespaced RedisCache is FLUSHDB (pinned by tests/test_library_defects.py::test_aiocache_clear_is_flushdb)
 class ResponseCache:
     """Cached GET answers of /api/tasks, shared through Redis or kept in this process."""
 

@@ -102,6 +102,7 @@ def decide(limits: tuple[Limit, ...], outcome: Outcome) -> Decision:
     return Decision(True, limit.count, max(0, remaining), math.ceil(separation / 1000))
 
 
+# workaround: quart-rate-limiter RedisStore is GET then SET, not atomic (pinned by tests/test_library_defects.py::test_rate_limiter_redis_store_is_get_then_set)
 # KEYS: n keys, then n fallback keys used instead when the token proved revoked (the caller
 # is then just an address). ARGV: (interval ms, period ms) per limit. Reply slots: 1 (allowed,
 # then n separations) or 0 (refused: index, retry-after ms, separation ms).

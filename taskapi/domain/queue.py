@@ -94,6 +94,7 @@ class ArqQueue:
         arq WATCHes the job key first so that a caller-chosen `_job_id` is never enqueued twice;
         our ids are fresh uuid4s, so the job and its place in the queue go in one MULTI/EXEC.
         """
+        # workaround: arq enqueue_job WATCHes then writes in 3 round trips (pinned by tests/test_library_defects.py::test_arq_enqueue_job_takes_three_round_trips)
         job_id = uuid.uuid4().hex
         now_ms = int(time.time() * 1000)
         kwargs = {"requested_by": requested_by, "request_id": request_id}

@@ -65,6 +65,7 @@ def issue_refresh_token(user_id: int, generation: int) -> str:
     return _encode(user_id, REFRESH, {GENERATION: generation})
 
 
+# workaround: quart-jwt-extended nests custom claims under one key (pinned by tests/test_library_defects.py::test_jwt_extended_nests_custom_claims_under_one_key)
 def _encode(user_id: int, kind: str, claims: dict[str, object]) -> str:
     config = current_app.config
     lifetime: dt.timedelta = config[

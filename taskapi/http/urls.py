@@ -11,6 +11,7 @@ from taskapi.errors import APIError
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
+# workaround: Werkzeug int(max=...) answers 405 for a too-large id (pinned by tests/test_library_defects.py::test_werkzeug_int_max_gives_405_for_a_large_id)
 class TaskIdConverter(IntegerConverter):
     """`<task_id:...>`: 1-10 ASCII digits (`\\d` also matches other scripts' digits, which int()
     reads). Larger values are answered 404 by `reject_large_ids` (a converter that raises would

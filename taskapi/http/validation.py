@@ -2,8 +2,8 @@
 
 One decorator, `json_body`, answers every way a body can be wrong with the contract's status:
 no bytes → 400, not JSON → 415, malformed or not an object → 400, too large → 413 (Quart's limit),
-invalid fields → 422 (or 400 where the contract says so, as on /auth). It records the model for
-the OpenAPI document, the way quart-schema's own `validate_request` does.
+invalid fields → 422 (or 400 where the contract says so, as on /auth). It documents the model for
+the OpenAPI document with quart-schema's `document_request`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 from quart import request
-from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, DataSource
+from quart_schema import document_request
 
 from taskapi.errors import APIError
 
@@ -87,7 +87,6 @@ def json_body(
             )
             return await view(*args, data=data, **kwargs)
 
-        setattr(wrapper, QUART_SCHEMA_REQUEST_ATTRIBUTE, (model, DataSource.JSON))
-        return wrapper
+        return document_request(model)(wrapper)
 
     return decorator

@@ -1,0 +1,213 @@
+"""Pins of the library defects that our code works around: each test drives the LIBRARY (not
+taskapi) and asserts the defective behaviour, so an upgrade that fixes one fails its pin here and
+shows which workaround may be dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import os
+
+import jwt
+import pytest
+from pydantic import BaseModel
+from quart import Quart
+from redis.asyncio import Redis
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from tests.services import redis_commands_during
+
+
+def _redis_db(redis_server, db: int) -> str:
+    """A Redis database of its own, so that a FLUSHDB here cannot touch another test's keys."""
+    return redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def _without_select(commands: list[str]) -> list[str]:
+    """MONITOR's lines minus the SELECT that a new connection to a database index sends."""
+    return [command for command in commands if command != "SELECT"]
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+async def test_rate_limiter_redis_store_is_get_then_set(
+    redis_server,
+):
+    """quart-rate-limiter's RedisStore reads (GET) and writes (SET) a limit in separate round
+    trips, no script or transaction, and its keys get no TTL: concurrent requests all pass a
+    shared limit. If this fails after an upgrade, the GCRA step in taskapi/domain/limits.py (run
+    by taskapi/http/gate.py) may be replaced by the library's limiter."""
+    from quart_rate_limiter import RateLimiter, rate_limit
+    from quart_rate_limiter.redis_store import RedisStore
+
+    url = _redis_db(redis_server, 6)
+    app = Quart("pin")
+    RateLimiter(app, store=RedisStore(url))
+
+    @app.get("/")
+    @rate_limit(3, dt.timedelta(minutes=1))
+    async def index() -> str:
+        return "ok"
+
+    async with Redis.from_url(url) as probe:
+        await probe.flushdb()
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            commands = _without_select(await redis_commands_during(url, lambda: client.get("/")))
+            keys = await probe.keys("*")
+            ttls = [await probe.ttl(key) for key in keys]
+        await probe.flushdb()
+    assert commands == ["GET", "GET", "SET", "GET"], commands  # check, update, headers
+    assert not {"EVAL", "EVALSHA", "WATCH", "MULTI"} & set(commands)
+    assert len(keys) == 1
+    assert ttls == [-1]  # no expiry
+
+
+async def test_aiocache_clear_is_flushdb(
+    redis_server,
+):
+    """aiocache 0.12's `clear()` ignores the cache's own namespace and runs FLUSHDB, wiping
+    foreign keys in the same database. If this fails after an upgrade, the versioned keys in
+    taskapi/domain/cache.py may give way to clear()."""
+    from aiocache import RedisCache
+
+    url = _redis_db(redis_server, 7)
+    async with Redis.from_url(url) as probe:
+        await probe.set("not-the-cache:queue", "job")
+        cache = RedisCache(
+            namespace="taskapi:cache",
+            connection_pool_class=lambda **_: probe.connection_pool,
+        )
+        await cache.set("entry", "value")
+        commands = await redis_commands_during(url, cache.clear)
+        foreign = await probe.exists("not-the-cache:queue")
+        await probe.flushdb()
+    assert "FLUSHDB" in commands, commands
+    assert foreign == 0
+
+
+async def test_arq_enqueue_job_takes_three_round_trips(redis_server):
+    """arq's `enqueue_job` WATCHes the job key and checks it before its MULTI/EXEC: three round
+    trips per job. If this fails after an upgrade, taskapi/domain/queue.py's one-MULTI
+    `ArqQueue.enqueue` may call `enqueue_job` instead."""
+    from arq.connections import ArqRedis
+
+    url = _redis_db(redis_server, 8)
+    async with Redis.from_url(url) as probe:
+        arq = ArqRedis(pool_or_conn=probe.connection_pool)
+        commands = _without_select(
+            await redis_commands_during(url, lambda: arq.enqueue_job("process", 1))
+        )
+        await probe.flushdb()
+    assert commands[:2] == ["WATCH", "EXISTS"], commands
+    assert commands[2:] == ["MULTI", "PSETEX", "ZADD", "EXEC"], commands
+
+
+def test_env_settings_source_reads_only_os_environ(monkeypatch):
+    """pydantic-settings' EnvSettingsSource has no parameter for a mapping to read instead of
+    os.environ; the only hook is its private `_load_env_vars`. If this fails after an upgrade,
+    `_EnvironSource` in taskapi/settings.py may use the public parameter instead."""
+    from pydantic_settings import BaseSettings, EnvSettingsSource
+
+    class Probe(BaseSettings):
+        pin_value: str = "default"
+
+    parameters = set(inspect.signature(EnvSettingsSource.__init__).parameters)
+    assert not {"environ", "env_vars", "environment", "source"} & parameters, parameters
+    assert "_load_env_vars" in EnvSettingsSource.__dict__  # the hook our override relies on
+    monkeypatch.setenv("PIN_VALUE", "from os.environ")
+    assert EnvSettingsSource(Probe)() == {"pin_value": "from os.environ"}
+    assert "PIN_VALUE" in os.environ
+
+
+async def test_jwt_extended_nests_custom_claims_under_one_key():
+    """quart-jwt-extended's `create_access_token` takes custom claims only as `user_claims`,
+    written under one configured key, never as top-level claims. If this fails after an
+    upgrade, taskapi/http/tokens.py may issue its tokens through the library again."""
+    from quart_jwt_extended import JWTManager, create_access_token
+
+    app = Quart("pin")
+    app.config.update(JWT_SECRET_KEY="pin-secret-" * 4, JWT_USER_CLAIMS="role")
+    JWTManager(app)
+    parameters = set(inspect.signature(create_access_token).parameters)
+    async with app.app_context():
+        token = create_access_token(identity=1, user_claims={"role": "user", "gen": 2})
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert "additional_claims" not in parameters
+    assert payload["role"] == {"role": "user", "gen": 2}
+    assert "gen" not in payload
+
+
+async def test_schema_document_response_none_204_breaks_spec():
+    """quart-schema's `document_response(None, 204)` makes /openapi.json fail ("Cannot create
+    schema for None"). If this fails after an upgrade, `empty_response` in taskapi/http/docs.py
+    may be replaced by the library's decorator."""
+    from quart_schema import QuartSchema, document_response
+
+    app = Quart("pin")
+    QuartSchema(app)
+
+    @app.delete("/thing")
+    @document_response(None, 204)
+    async def remove() -> tuple[str, int]:
+        return "", 204
+
+    response = await app.test_client().get("/openapi.json")
+    assert response.status_code == 500
+
+
+async def test_schema_puts_response_headers_under_content():
+    """quart-schema writes a response's headers model inside `content`, where OpenAPI ignores
+    it, instead of beside it. If this fails after an upgrade, `response_headers` and
+    `build_response_object` in taskapi/http/docs.py may be dropped."""
+    from quart_schema import QuartSchema, validate_response
+
+    class Body(BaseModel):
+        value: int
+
+    class Headers(BaseModel):
+        x_pin: str
+
+    app = Quart("pin")
+    QuartSchema(app)
+
+    @app.get("/thing")
+    @validate_response(Body, 200, Headers)
+    async def thing() -> tuple[Body, int, Headers]:
+        return Body(value=1), 200, Headers(x_pin="a")
+
+    spec = await (await app.test_client().get("/openapi.json")).get_json()
+    response = spec["paths"]["/thing"]["get"]["responses"]["200"]
+    assert "headers" in response["content"]
+    assert "headers" not in response
+
+
+def test_schema_docs_views_are_bound_methods():
+    """quart-schema registers /openapi.json and the docs pages as bound methods, which cannot
+    carry a decorator's attribute. If this fails after an upgrade, `plain_view` in
+    taskapi/http/docs.py may be dropped."""
+    from quart_schema import QuartSchema
+
+    app = Quart("pin")
+    QuartSchema(app)
+    for endpoint in ("openapi", "swagger_ui", "redoc_ui"):
+        view = app.view_functions[endpoint]
+        assert inspect.ismethod(view), endpoint
+        with pytest.raises(AttributeError):
+            view._pin_mark = True
+
+
+def test_werkzeug_int_max_gives_405_for_a_large_id():
+    """Werkzeug's `int(max=...)` converter, with one rule per method, answers 405 instead of 404
+    for an id above the maximum on every method but the first rule's. If this fails after an
+    upgrade, `TaskIdConverter`/`reject_large_ids` in taskapi/http/urls.py may use `int(max=...)`."""
+    urls = Map(
+        [
+            Rule("/t/<int(max=10):task_id>", methods=["GET"], endpoint="get"),
+            Rule("/t/<int(max=10):task_id>", methods=["PUT"], endpoint="put"),
+        ]
+    ).bind("localhost")
+    with pytest.raises(NotFound):
+        urls.match("/t/11", method="GET")
+    with pytest.raises(MethodNotAllowed):
+        urls.match("/t/11", method="PUT")
