@@ -22,9 +22,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.infra.db import Base, UTCDateTime, utcnow, utcnow_after
 
-ROLES = ("user", "admin")
-STATUSES = ("pending", "completed")
-
 
 def new_token_generation() -> int:
     """A random 63-bit generation for a new account, so that no other account's token (even one

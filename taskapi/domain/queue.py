@@ -1,9 +1,5 @@
-"""Where jobs go: arq in Redis when REDIS_URL is set, else this process's own loop.
-
-`enqueue` returns a job id; `view` answers the status endpoint with one of queued, in_progress,
-complete, failed, not_found, the job's result, and who asked for it. A job is enqueued after
-its write commits, so a crash in between loses it (see README).
-"""
+"""Where jobs go: arq in Redis when REDIS_URL is set, else this process's own loop; `enqueue`
+returns a job id, `view` the status the job-status endpoint shows."""
 
 from __future__ import annotations
 
@@ -89,11 +85,8 @@ class ArqQueue:
         request_id: str | None = None,
         bump: Sequence[str] = (),
     ) -> str:
-        """Write the job as arq's `enqueue_job` does, in one round trip instead of three.
-
-        arq WATCHes the job key first so that a caller-chosen `_job_id` is never enqueued twice;
-        our ids are fresh uuid4s, so the job and its place in the queue go in one MULTI/EXEC.
-        """
+        """Write the job as arq's `enqueue_job` does, but in one MULTI/EXEC: arq's WATCH guards
+        caller-chosen ids, and ours are fresh uuid4s."""
         # workaround: arq enqueue_job WATCHes then writes in 3 round trips (pinned by tests/test_library_defects.py::test_arq_enqueue_job_takes_three_round_trips)
         job_id = uuid.uuid4().hex
         now_ms = int(time.time() * 1000)

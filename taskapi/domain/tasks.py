@@ -1,11 +1,5 @@
-"""Task reads and writes, the one path by which tasks change: each write is one statement
-(atomic on an autocommit connection), with ownership in its WHERE clause, and is followed by
-`effects.apply` once it has committed.
-
-A `user` sees and changes only their own tasks, an `admin` every task (`_visible_to`). When a
-statement scoped that way finds nothing, one more query tells 404 (no such task) from 403
-(someone else's).
-"""
+"""Task reads and writes, the one path by which tasks change: one statement each, ownership in
+its WHERE clause (`_visible_to`), then `effects.apply` once the write has committed."""
 
 from __future__ import annotations
 
@@ -61,6 +55,7 @@ def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
 
 
 async def _missing_or_forbidden(connection: AsyncConnection, task_id: int) -> APIError:
+    """After a scoped statement found nothing: 404 when the task does not exist, else 403."""
     exists = await connection.scalar(select(TASKS.c.id).where(TASKS.c.id == task_id))
     if exists is None:
         return APIError(404, f"Task with ID {task_id} not found")
@@ -144,9 +139,8 @@ async def delete_task(
 async def process_task(
     connection: AsyncConnection, task_id: int, requested_by: int, effects: TaskEffects
 ) -> str | None:
-    """The tutorial's process_task_data: mark the description processed and complete the task,
-    in one statement, never appending the mark twice. The new description; None when the task
-    is gone."""
+    """Mark the description processed (never twice) and complete the task, in one statement;
+    the new description, or None when the task is gone."""
     statement = (
         update(TASKS)
         .where(TASKS.c.id == task_id)

@@ -1,8 +1,5 @@
-"""Request ids and the security headers every answer carries.
-
-Every request gets an id: the `X-Request-ID` a trusted proxy sent (nginx sets it; whom we trust
-is decided in taskapi/proxies.py), else a new one. It is echoed in the response, attached to
-every log line of the request (and of the jobs it queued), and quoted in 500 answers.
+"""Request ids (a trusted proxy's `X-Request-ID`, else a new one; see taskapi/http/proxies.py),
+echoed in the response and put on every log line; and the security headers every answer carries.
 """
 
 from __future__ import annotations
@@ -10,7 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from quart import Quart, Response, g, request
+from quart import Quart, Response, request
 
 from taskapi.http.proxies import from_trusted_proxy
 from taskapi.infra.logs import current_request_id, request_id_var
@@ -32,12 +29,11 @@ def init_request_ids(app: Quart, settings: Settings) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         trusted = bool(incoming) and from_trusted_proxy(request) and _VALID_ID.match(incoming)
         rid = incoming if trusted else uuid.uuid4().hex
-        g.request_id = rid
         request_id_var.set(rid)
 
     @app.after_request
     async def _stamp_response(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id") or current_request_id()
+        response.headers["X-Request-ID"] = current_request_id()
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if "Authorization" in request.headers:

@@ -36,7 +36,6 @@ class TokenClaims:
     kind: str
     jti: str
     expires_at: int
-    role: str | None
     generation: int = 0  # tokens issued before the claim existed, like accounts then, are at 0
 
 
@@ -49,7 +48,7 @@ def init_tokens(app: Quart, settings: Settings) -> None:
         JWT_REFRESH_TOKEN_EXPIRES=dt.timedelta(seconds=settings.refresh_token_expires),
         JWT_TOKEN_LOCATION=["headers"],
         JWT_IDENTITY_CLAIM="identity",
-        # The role travels as a top-level "role" claim (informational: the guard reads the
+        # The role travels as a top-level "role" claim (informational: the gate reads the
         # database's); the library's decoder looks for user claims under this key.
         JWT_USER_CLAIMS="role",
     )
@@ -175,11 +174,10 @@ def _decode(token: str) -> TokenClaims:
 
 
 def _claims_from(data: dict[str, object]) -> TokenClaims:
-    user_id, jti, exp, role, generation = (
+    user_id, jti, exp, generation = (
         data.get("identity"),
         data.get("jti"),
         data.get("exp"),
-        data.get("role"),
         data.get(GENERATION, 0),
     )
     if (
@@ -194,7 +192,6 @@ def _claims_from(data: dict[str, object]) -> TokenClaims:
         kind=str(data.get("type")),
         jti=jti,
         expires_at=exp,
-        role=role if isinstance(role, str) else None,
         generation=generation,
     )
 

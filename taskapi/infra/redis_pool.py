@@ -1,9 +1,5 @@
-"""The app's one Redis client pool, and a breaker that turns Redis trouble into quick answers.
-
-When a Redis call fails or times out, the breaker opens: for `retry_after` the callers skip
-Redis at once (each component then follows its own policy: fall through, fail open, or fail
-closed), after which one call probes it again. An incident is logged once when it starts and
-once when Redis is back, never per request.
+"""The app's one Redis client pool, and a breaker that turns Redis trouble into quick answers:
+after a failure callers skip Redis for `retry_after`, and an incident is logged once, not per call.
 """
 
 from __future__ import annotations
@@ -33,10 +29,6 @@ class Breaker:
         self.retry_after = retry_after_seconds
         self._open_until = 0.0
         self._incident = False
-
-    @property
-    def in_incident(self) -> bool:
-        return self._incident
 
     def check(self) -> None:
         """Raise RedisUnavailable while the breaker is open."""

@@ -15,7 +15,7 @@ from tests.conftest import create_account
 
 
 def _claims(expires_at: float) -> TokenClaims:
-    return TokenClaims(user_id=1, kind="access", jti="j", expires_at=int(expires_at), role=None)
+    return TokenClaims(user_id=1, kind="access", jti="j", expires_at=int(expires_at))
 
 
 def test_a_verified_token_is_forgotten_when_it_expires():

@@ -6,9 +6,7 @@ import json
 import logging
 import re
 
-from quart import g
-
-from taskapi.infra.logs import RequestIdFilter, configure_logging
+from taskapi.infra.logs import RequestIdFilter, configure_logging, current_request_id
 from tests.conftest import create_account
 from tests.services import until
 
@@ -90,7 +88,7 @@ async def test_json_log_lines_are_objects_with_the_request_id(make_apps, capsys)
     try:
         async with app.test_request_context("/health"):
             await app.preprocess_request()  # the app's before-request steps assign the id
-            request_id = g.request_id
+            request_id = current_request_id()
             logging.getLogger("taskapi.example").info("hello %s", "world")
         line = capsys.readouterr().err.strip().splitlines()[-1]
     finally:
