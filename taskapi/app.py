@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from quart import Quart, Response, request
+from quart import Quart
 from quart_schema import Info
 
 from taskapi import __version__
@@ -24,7 +24,6 @@ from taskapi.http.docs import init_docs, plain_view
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate, exempt
 from taskapi.http.proxies import ForwardedHeaders
-from taskapi.http.request_ids import init_request_ids
 from taskapi.http.state import AppState
 from taskapi.http.tokens import init_tokens
 from taskapi.http.urls import TaskIdConverter, reject_large_ids
@@ -77,7 +76,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     for endpoint in DOCS_ENDPOINTS:
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = exempt(plain_view(app, app.view_functions[endpoint]))
-    init_request_ids(app, settings)
     _init_gate(app, state)
     register_error_handlers(app)
 
@@ -98,7 +96,6 @@ def create_app(settings: Settings | None = None) -> Quart:
             await state.redis.close()
         state.passwords.close()
 
-    app.after_request(_empty_options_is_204)
     app.teardown_appcontext(close_request_connection)
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
@@ -149,11 +146,3 @@ def _init_gate(app: Quart, state: AppState) -> None:
         "login": limits_from(settings.ratelimit_login),
     }
     Gate(state, limits=limits).init_app(app)
-
-
-async def _empty_options_is_204(response: Response) -> Response:
-    """Quart answers OPTIONS with an empty 200 `text/html`; the contract's empty answer is 204."""
-    if request.method == "OPTIONS" and response.status_code == 200 and "Allow" in response.headers:
-        response.status_code = 204
-        response.headers.pop("Content-Type", None)
-    return response

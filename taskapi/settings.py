@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     # failed logins per username, from any address, before that name is refused for a while
     ratelimit_login_failures: RateLimits = parse_rate_limits("10 per 15 minutes")
     ratelimit_fail_open: bool = True
-    # Peers whose X-Forwarded-For/-Proto/-Host and X-Request-ID are believed (taskapi/proxies.py).
+    # Peers whose X-Forwarded-For/-Proto/-Host and X-Request-ID count (taskapi/http/proxies.py).
     trusted_proxies: Networks = ()
     cache_enabled: bool = True
     cache_list_ttl: int = Field(60, ge=1)

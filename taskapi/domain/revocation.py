@@ -1,7 +1,7 @@
 """Revoked token ids (jti), kept until the token would have expired anyway.
 
 In Redis (shared by every process) when REDIS_URL is set, else in this process. A Redis failure
-raises RedisUnavailable; the auth guard then fails closed (503) unless
+raises RedisUnavailable; the request gate then fails closed (503) unless
 TASKAPI_REVOCATION_FAIL_OPEN is set.
 """
 

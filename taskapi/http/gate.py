@@ -32,6 +32,8 @@ from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
 from taskapi.http.proxies import client_ip
+from taskapi.http.request_ids import assign_request_id, stamp
+from taskapi.http.responses import options_as_204
 from taskapi.http.state import AppState
 from taskapi.http.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
 from taskapi.infra.redis_pool import RedisUnavailable
@@ -182,6 +184,8 @@ class Gate:
         return known
 
     async def admit(self) -> Response | None:
+        """The one before-request step."""
+        assign_request_id()
         endpoint = request.endpoint
         if endpoint is None or endpoint not in self.app.view_functions:
             return None
@@ -342,10 +346,17 @@ class Gate:
             raise APIError(401, "Token has been revoked.", code="token_revoked")
 
     async def finish(self, response: Response) -> Response:
-        """Rate-limit headers; a cached route's X-Cache, and its fresh 200 answer stored."""
+        """The one after-request step: rate-limit headers; a cached route's X-Cache, and its
+        fresh 200 answer stored; the request id and security headers."""
+        if request.method == "OPTIONS":
+            options_as_204(response)
         admission: Admission | None = g.get("admission")
-        if admission is None:
-            return response
+        if admission is not None:
+            await self._settle(admission, response)
+        stamp(response)
+        return response
+
+    async def _settle(self, admission: Admission, response: Response) -> None:
         decision = admission.rate
         if decision is not None:
             response.headers["RateLimit-Limit"] = str(decision.limit)
@@ -353,7 +364,7 @@ class Gate:
             response.headers["RateLimit-Reset"] = str(decision.reset_seconds)
         found = admission.cache
         if found is None or admission.hit:
-            return response
+            return
         response.headers["X-Cache"] = "MISS"
         cache = self.state.cache
         if found.key is not None and response.status_code == 200 and cache is not None:
@@ -362,4 +373,3 @@ class Gate:
             }
             entry = Entry(200, headers, await response.get_data())
             await cache.put(found.key, admission.policy.cache or "list", entry)
-        return response

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 import uuid
 
-from quart import Quart, Response, request
+from quart import Response, request
 
 from taskapi.http.proxies import from_trusted_proxy
 from taskapi.infra.logs import current_request_id, request_id_var
-from taskapi.settings import Settings
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECURITY_HEADERS = {
@@ -21,21 +20,19 @@ SECURITY_HEADERS = {
 }
 
 
-def init_request_ids(app: Quart, settings: Settings) -> None:
-    """Assign, echo and log request ids; add the headers that must hold without nginx."""
+def assign_request_id() -> None:
+    """The request's id: a trusted proxy's well-formed `X-Request-ID`, else a new one."""
+    incoming = request.headers.get("X-Request-ID", "")
+    trusted = bool(incoming) and from_trusted_proxy(request) and _VALID_ID.match(incoming)
+    request_id_var.set(incoming if trusted else uuid.uuid4().hex)
 
-    @app.before_request
-    async def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        trusted = bool(incoming) and from_trusted_proxy(request) and _VALID_ID.match(incoming)
-        rid = incoming if trusted else uuid.uuid4().hex
-        request_id_var.set(rid)
 
-    @app.after_request
-    async def _stamp_response(response: Response) -> Response:
-        response.headers["X-Request-ID"] = current_request_id()
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if "Authorization" in request.headers:
-            response.headers["Cache-Control"] = "no-store"
-        return response
+def stamp(response: Response) -> None:
+    """Echo the request id; add the headers that must hold without nginx; `no-store` on any
+    answer to a request that carried credentials."""
+    headers = response.headers
+    headers["X-Request-ID"] = current_request_id()
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    if "Authorization" in request.headers:
+        headers["Cache-Control"] = "no-store"

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import TypeGuard
 
 import jwt
-from quart import Quart, current_app, g, request
+from quart import Quart, current_app, request
 from quart_jwt_extended import JWTManager, decode_token
 
 from taskapi.errors import APIError
@@ -84,33 +84,12 @@ def _encode(user_id: int, kind: str, claims: dict[str, object]) -> str:
 
 
 def read_bearer_token(kind: str) -> TokenClaims:
-    """Verify the request's `Authorization: Bearer` token of the given kind, or raise 401.
-
-    The outcome is kept for the rest of the request, so the rate limiter's key and the auth
-    guard decode the token once between them.
-    """
-    outcome: TokenClaims | APIError | None = g.get("_bearer_outcome")
-    if outcome is None:
-        try:
-            outcome = _verify_bearer()
-        except APIError as error:
-            outcome = error
-        g._bearer_outcome = outcome
-    if isinstance(outcome, APIError):
-        raise outcome
-    if outcome.kind != kind:
+    """Verify the request's `Authorization: Bearer` token of the given kind, or raise 401
+    (the gate calls it once per request)."""
+    claims = _verify_bearer()
+    if claims.kind != kind:
         raise APIError(401, f"Only {kind} tokens are allowed here.", code="token_wrong_type")
-    return outcome
-
-
-def peek_access_claims() -> TokenClaims | None:
-    """The claims of a valid access token on this request, or None; never raises."""
-    if "Authorization" not in request.headers:
-        return None
-    try:
-        return read_bearer_token(ACCESS)
-    except APIError:
-        return None
+    return claims
 
 
 def _verify_bearer() -> TokenClaims:
@@ -129,7 +108,7 @@ def verify_token(token: str) -> TokenClaims:
 
     A token that verified once is remembered by this process (keyed by its exact bytes, so by
     its signature too) until it expires: decoding costs more than the rest of a cached read.
-    Revocation is not cached: the guard asks the revocation store on every request.
+    Revocation is not cached: the gate asks the revocation store on every request.
     """
     verified: VerifiedTokens = current_app.extensions["taskapi.tokens"]
     claims = verified.get(token)
