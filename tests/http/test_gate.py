@@ -239,7 +239,7 @@ async def test_a_valid_token_does_not_move_login_or_register_to_another_budget(m
 
 
 @pytest.mark.parametrize("backend", ["redis", "memory"])
-async def test_a_revoked_token_spends_its_addresss_budget_not_the_users(make_apps, backend):
+async def test_a_revoked_token_spends_its_address_budget_not_the_users(make_apps, backend):
     (app,) = await make_apps(1, backend=backend, ratelimit_default="2 per minute", **LIMITED)
     account = await create_account(app)
     client = app.test_client()
