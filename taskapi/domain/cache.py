@@ -202,7 +202,3 @@ class ResponseCache:
             await self._call(bump)
         except RedisUnavailable:
             return
-
-    async def invalidate(self, task_id: int, owner_id: int) -> None:
-        """After a committed write: every viewer's copy of the task and of the lists it is in."""
-        await self.bump(self.versions(task_id, owner_id))
