@@ -1,0 +1,11 @@
+"""The one canonical form of a username or an e-mail address, for lookups, limits and
+uniqueness: Unicode NFKC (full-width and compatibility characters become their plain forms),
+then case folding (so `İnfo`, `ÜMLAUT` and `ｕser` meet their look-alikes)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def canonical(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
