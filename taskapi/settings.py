@@ -189,6 +189,8 @@ class Settings(BaseSettings):
     ratelimit_login: RateLimits = parse_rate_limits("5 per minute")
     # failed logins per username, from any address, before that name is refused for a while
     ratelimit_login_failures: RateLimits = parse_rate_limits("10 per 15 minutes")
+    # Rate-limit keys of IPv6 clients: their network of this many leading bits.
+    ratelimit_ipv6_prefix: int = Field(64, ge=1, le=128)
     ratelimit_fail_open: bool = True
     # Peers whose X-Forwarded-For/-Proto/-Host and X-Request-ID count (taskapi/http/proxies.py).
     trusted_proxies: Networks = ()
@@ -369,6 +371,7 @@ def _validated(values: Mapping[str, Any], names: Mapping[str, str]) -> Settings:
 
 _MESSAGES = {
     "greater_than_equal": "must be {ge} or more",
+    "less_than_equal": "must be {le} or less",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
     "float_parsing": "must be a number",

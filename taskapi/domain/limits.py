@@ -1,14 +1,17 @@
 """Rate limits: the GCRA step over a request's limits (a Lua fragment for Redis, the same
-arithmetic in process), the figures for the RateLimit-* headers, and per-username login-failure
-limits. Keys expire; the step is atomic (one script, or no await in process)."""
+arithmetic in process), the figures for the RateLimit-* headers, a client address's key, and
+per-username login-failure limits. Keys expire; the step is atomic (one script, or no await in
+process)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import math
 import string
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +46,22 @@ def limits_from(specs: Iterable[RateLimitSpec]) -> list[Limit]:
 def parse_limits(text: str) -> list[Limit]:
     """'200 per day;50 per hour' → limits (the grammar: `settings.parse_rate_limits`)."""
     return limits_from(parse_rate_limits(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def address_key(address: str, ipv6_prefix: int) -> str:
+    """A client address's rate-limit scope: `ip:<IPv4>`, or an IPv6 client's network of
+    `ipv6_prefix` bits (`ip:2001:db8:1:2::/64`), since one host may hold a whole /64. An
+    IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) counts as its IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # not an address (e.g. "unknown"): kept, quoted, as its own scope
+        return "ip:" + urllib.parse.quote(address, safe="")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return f"ip:{ip}"
+    return f"ip:{ipaddress.IPv6Network((ip, ipv6_prefix), strict=False)}"
 
 
 def limit_keys(scope: str, endpoint: str, limits: tuple[Limit, ...]) -> list[str]:

@@ -22,6 +22,7 @@ from taskapi.domain.limits import (
     Limit,
     MemoryGcra,
     Outcome,
+    address_key,
     decide,
     gcra_part,
     limit_keys,
@@ -193,7 +194,7 @@ class Gate:
         admission = Admission(policy)
         g.admission = admission
         kind = policy.auth if request.method != "OPTIONS" else None
-        address = f"ip:{client_ip(request)}"
+        address = address_key(client_ip(request), self.settings.ratelimit_ipv6_prefix)
         if kind is None:
             await self._limit_alone(admission, endpoint, limits, address)
             return None

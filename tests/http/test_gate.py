@@ -286,3 +286,49 @@ async def test_failed_logins_for_one_username_are_limited_across_addresses(make_
     assert (await attempt(50, right))[0] == 429  # even the right password, for now
     other = {"username": "someone-else", "password": "wrong-password"}
     assert (await attempt(51, other))[0] == 401
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_an_ipv6_client_has_one_budget_per_64_behind_a_trusted_proxy(make_apps, backend):
+    (app,) = await make_apps(
+        1,
+        backend=backend,
+        trusted_proxies="10.0.0.0/8",
+        ratelimit_default="3 per minute",
+        **LIMITED,
+    )
+    client = app.test_client()
+
+    async def status_from(forwarded: str) -> int:
+        response = await client.get(
+            "/auth/me",
+            scope_base={"client": ("10.1.2.3", 40000)},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return response.status_code
+
+    assert [await status_from(f"2001:db8:1:2::{i}") for i in range(1, 4)] == [401] * 3
+    assert [await status_from(f"2001:db8:1:2:{i}::9") for i in range(1, 4)] == [429] * 3
+    assert await status_from("2001:db8:1:3::1") == 401  # the next /64
+    # an IPv4-mapped address is its IPv4 address
+    assert [await status_from("203.0.113.9") for _ in range(3)] == [401] * 3
+    assert await status_from("::ffff:203.0.113.9") == 429
+    assert await status_from("203.0.113.10") == 401
+
+
+async def test_the_ipv6_prefix_is_a_setting(make_apps):
+    (app,) = await make_apps(
+        1,
+        trusted_proxies="10.0.0.0/8",
+        ratelimit_default="1 per minute",
+        ratelimit_ipv6_prefix=128,
+        **LIMITED,
+    )
+    client = app.test_client()
+    for i in range(1, 4):
+        response = await client.get(
+            "/auth/me",
+            scope_base={"client": ("10.1.2.3", 40000)},
+            headers={"X-Forwarded-For": f"2001:db8:1:2::{i}"},
+        )
+        assert response.status_code == 401
