@@ -17,10 +17,12 @@ from taskapi.blueprints.auth.schemas import (
     TokenPair,
 )
 from taskapi.domain import accounts as service
+from taskapi.domain.limits import LoginCharge
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
 from taskapi.http.docs import empty_response, errors
 from taskapi.http.gate import (
+    current_admission,
     current_claims,
     current_viewer,
     default_limits,
@@ -73,14 +75,15 @@ async def register(data: RegisterRequest) -> Response:
 async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
     state = app_state()
-    await _refuse_a_guessed_name(state, data.username)
+    charge = await _charge_the_attempt(state, data.username)
     user = await service.authenticate(
         await request_connection(), state.passwords, data.username, data.password
     )
-    if user is None:
-        with contextlib.suppress(RedisUnavailable):
-            await state.login_failures.record_failure(data.username)
+    if user is None:  # the charge stands: it was a failure
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
+    if charge is not None:
+        with contextlib.suppress(RedisUnavailable):
+            await state.login_failures.succeeded(charge)
     return json_response(
         {
             "access_token": issue_access_token(user.id, user.role, user.token_generation),
@@ -155,21 +158,24 @@ async def logout() -> Response:
     return no_content()
 
 
-async def _refuse_a_guessed_name(state: AppState, username: str) -> None:
-    """429 while the username's budget of failed logins (from any address) is spent."""
+async def _charge_the_attempt(state: AppState, username: str) -> LoginCharge | None:
+    """Charge this attempt to the account's failed-login budgets before the password is
+    checked: 429 when this address's, or (from an address new to the account) the account's,
+    is spent. None when Redis cannot answer and rate limits fail open."""
     try:
-        wait = await state.login_failures.retry_after(username)
+        charge = await state.login_failures.charge(username, current_admission().address)
     except RedisUnavailable:
         if state.settings.ratelimit_fail_open:
-            return
+            return None
         raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
-    if wait:
+    if charge.retry_after:
         raise APIError(
             429,
             "Too many failed logins for this username. Try again later.",
             code="rate_limited",
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(charge.retry_after)},
         )
+    return charge
 
 
 def _own_refresh_token(token: str, user_id: int) -> TokenClaims | None:
