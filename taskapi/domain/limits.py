@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from taskapi.domain.names import canonical
 from taskapi.infra.redis_pool import RedisPool
 from taskapi.infra.redis_script import Fragment, Part
 from taskapi.settings import RateLimitSpec, parse_rate_limits
@@ -217,7 +218,7 @@ class LoginFailures:
 
     @staticmethod
     def _key(username: str) -> str:
-        return f"{PREFIX}login-failures:{username.casefold()}"
+        return f"{PREFIX}login-failures:{canonical(username)}"
 
     async def _step(self, username: str, record: bool) -> int:
         """Seconds until `username` may try again (0: now), recording a failure if asked."""
