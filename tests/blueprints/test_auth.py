@@ -317,6 +317,30 @@ async def test_token_with_a_non_integer_generation(app, client, make_account, ge
     await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
 
 
+async def test_the_login_access_token_names_its_refresh_token(app, client, make_account):
+    account = await make_account()
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    tokens = await login.get_json()
+    access = _claims_of(app, tokens["access_token"])
+    refresh = _claims_of(app, tokens["refresh_token"])
+    assert (access["rjti"], access["rexp"]) == (refresh["jti"], refresh["exp"])
+    assert "rjti" not in refresh
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"rjti": 5, "rexp": 2**40}, {"rjti": "r"}, {"rexp": 2**40}, {"rjti": "r", "rexp": "soon"}],
+)
+async def test_token_with_a_malformed_refresh_reference(app, client, make_account, claims):
+    account = await make_account()
+    generation = _claims_of(app, account.access_token)["gen"]
+    token = _forge(app, identity=account.id, gen=generation, **claims)
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_invalid"
+
+
 async def test_a_token_without_generation_passes_only_for_an_account_from_before(
     app, client, make_account
 ):
