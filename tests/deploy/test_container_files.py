@@ -177,3 +177,19 @@ def test_the_image_copies_only_allowed_sources_that_hold_no_secrets():
         assert root.exists(), source
         for path in [root, *root.rglob("*")]:
             assert not any(fnmatch.fnmatch(path.name, name) for name in SECRET_NAMES), path
+
+
+def test_compose_fills_in_every_placeholder_of_the_nginx_site():
+    """The nginx image runs envsubst over its templates with the variables matching
+    NGINX_ENVSUBST_FILTER that are set: each of the site's placeholders must be one of them."""
+    nginx = COMPOSE["services"]["nginx"]
+    site = (PROJECT_ROOT / "config/nginx/taskapi.conf").read_text()
+    placeholders = set(re.findall(r"\$\{(TASKAPI_[A-Z_]+)\}", site))
+    environment = nginx["environment"]
+    selected = {
+        name for name in environment if re.search(environment["NGINX_ENVSUBST_FILTER"], name)
+    }
+    assert placeholders and placeholders <= selected, placeholders - selected
+    assert any(
+        v.endswith("/etc/nginx/templates/default.conf.template:ro") for v in nginx["volumes"]
+    )

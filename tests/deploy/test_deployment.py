@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -13,7 +16,18 @@ import time
 import pytest
 
 from taskapi.settings import PROJECT_ROOT
-from tests.deployment import BIN, ApiInstance, HttpsClient, Nginx, production_env
+from tests.deployment import (
+    BIN,
+    SERVER_NAME,
+    ApiInstance,
+    HttpsClient,
+    Nginx,
+    nginx_binary,
+    production_env,
+    site_values,
+    unverified_tls,
+    write_main_config,
+)
 from tests.services import free_port, poll, unavailable
 
 
@@ -74,6 +88,48 @@ def test_plain_http_redirects_to_https(stack):
     assert response.status == 301
     location = response.getheader("Location")
     assert location == f"https://localhost:{nginx.https_port}/api/tasks/?status=pending"
+
+
+def _bytes_answered(port: int, request: bytes, server_name: str | None = "") -> bytes:
+    """Everything nginx sends back to one raw request before it closes the connection, over
+    plain TCP, or over TLS naming `server_name` (None: no SNI) when it is not ""."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        stream: socket.socket = raw
+        if server_name != "":
+            stream = unverified_tls().wrap_socket(raw, server_hostname=server_name)
+        stream.sendall(request)
+        received = b""
+        while chunk := stream.recv(65536):
+            received += chunk
+        return received
+
+
+def test_only_the_server_name_is_served(stack):
+    """Another Host, or none, is closed with no answer (so no Location is built from it); a
+    TLS handshake naming another server, or none, is refused; the server's name works."""
+    _, nginx = stack
+    client = HttpsClient(nginx.https_port)
+    token = _register_and_login(client, "dave")
+    post = (
+        f"POST /api/tasks/ HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
+        '{"title":"t"}'
+    ).encode()
+    for request in (post, b"GET /health HTTP/1.0\r\n\r\n"):
+        assert _bytes_answered(nginx.http_port, request) == b""
+        assert _bytes_answered(nginx.https_port, request, SERVER_NAME) == b""
+    for server_name in ("evil.example", None):
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            _bytes_answered(nginx.https_port, b"GET /health HTTP/1.0\r\n\r\n", server_name)
+
+    status, _, listed = client.request("GET", "/api/tasks/", None, token)
+    assert (status, listed["data"]) == (200, [])  # the POSTs never reached the API
+    assert client.request("GET", "/health")[0] == 200
+    redirect = _bytes_answered(
+        nginx.http_port,
+        f"GET / HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert redirect.startswith(b"HTTP/1.1 301")
 
 
 def test_the_whole_flow_through_https(stack):
@@ -180,6 +236,36 @@ async def test_a_rolling_restart_loses_no_request(stack):
     failures = [o for o in outcomes if o != 200]
     assert len(outcomes) > 50
     assert failures == [], sorted({repr(f) for f in failures})[:5]
+
+
+def test_the_readmes_envsubst_command_gives_a_config_nginx_accepts(tmp_path):
+    """The README's own command (its variable list) fills in every placeholder of the site and
+    leaves nginx's variables alone; `nginx -t` accepts the result."""
+    envsubst = shutil.which("envsubst")
+    if envsubst is None:
+        unavailable("envsubst is not installed (apt-get install gettext-base)")
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    names = re.search(r"envsubst '([^']+)' \\\n  < config/nginx/taskapi\.conf", readme)
+    assert names is not None, "the README's envsubst command"
+    values = site_values(tmp_path, free_port(), free_port(), [free_port(), free_port()], "1m")
+    site = subprocess.run(
+        [str(envsubst), names.group(1)],
+        input=(PROJECT_ROOT / "config/nginx/taskapi.conf").read_text(),
+        env={**values, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "${TASKAPI_" not in site
+    assert "$request_uri" in site and "$host" in site  # nginx's own variables survive
+    (tmp_path / "taskapi.conf").write_text(site)
+    write_main_config(tmp_path, tmp_path / "taskapi.conf")
+    checked = subprocess.run(
+        [nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_systemd_units_verify(tmp_path):
