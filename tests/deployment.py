@@ -56,11 +56,13 @@ class ApiInstance:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    wrapper: tuple[str, ...] = ()  # a command that runs the server (e.g. tests.unit_filters)
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "hypercorn"), "--config", str(PROJECT_ROOT / "config/hypercorn.toml")]
+                [*self.wrapper, str(BIN / "hypercorn")]
+                + ["--config", str(PROJECT_ROOT / "config/hypercorn.toml")]
                 + ["--bind", f"127.0.0.1:{self.port}", "asgi:app"],
                 cwd=PROJECT_ROOT,
                 env=self.env,

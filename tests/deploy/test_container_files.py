@@ -14,10 +14,37 @@ import shutil
 import yaml
 
 from taskapi.settings import PROJECT_ROOT
+from tests.unit_filters import SYSTEM_CALL_GROUP
 
 CONTAINERFILE = (PROJECT_ROOT / "Containerfile").read_text()
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "config/compose.yaml").read_text())
 SECRET_NAMES = ("*.env", "*.pem", "*.key")
+# Every unit's sandbox: what the API unit had, plus the system call filter, no W+X memory and
+# a /proc without other users' processes.
+UNIT_HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "SystemCallArchitectures=native",
+    f"SystemCallFilter={SYSTEM_CALL_GROUP}",
+    "CapabilityBoundingSet=",
+    "UMask=0077",
+)
 # What the image may copy from the build context: the files it reads, none of them a secret.
 # Not config/ itself: the README has operators keep compose.env and certs/privkey.pem there.
 ALLOWED_COPY_SOURCES = {
@@ -193,3 +220,13 @@ def test_compose_fills_in_every_placeholder_of_the_nginx_site():
     assert any(
         v.endswith("/etc/nginx/templates/default.conf.template:ro") for v in nginx["volumes"]
     )
+
+
+def test_every_systemd_unit_has_the_whole_sandbox():
+    units = sorted((PROJECT_ROOT / "config/systemd").glob("*.service"))
+    assert len(units) == 3
+    for unit in units:
+        service = unit.read_text().split("[Service]", 1)[1].split("\n[", 1)[0]
+        lines = {line.strip() for line in service.splitlines()}
+        missing = [setting for setting in UNIT_HARDENING if setting not in lines]
+        assert not missing, (unit.name, missing)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -266,6 +270,90 @@ def test_the_readmes_envsubst_command_gives_a_config_nginx_accepts(tmp_path):
         text=True,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_services_run_under_the_units_system_call_filters(
+    postgres_server, redis_server, tmp_path
+):
+    """SystemCallFilter=@system-service and MemoryDenyWriteExecute=yes, as systemd would install
+    them (tests/unit_filters.py), on the migration, the API (hypercorn with uvloop, asyncpg,
+    argon2, Redis) and the worker (arq): a whole flow works, jobs included."""
+    if shutil.which("systemd-analyze") is None:
+        unavailable("systemd-analyze is not installed (apt-get install systemd)")
+    confined = (sys.executable, "-m", "tests.unit_filters")
+
+    def confined_python(code: str) -> subprocess.CompletedProcess[str]:
+        command = [*confined, sys.executable, "-c", code]
+        return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    # the filters are in force: a call outside the group kills, W+X memory is refused
+    assert confined_python("import os; os.chroot('/')").returncode == -signal.SIGSYS
+    writable_code = "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)"
+    assert "PermissionError" in confined_python(writable_code).stderr
+
+    redis_server.flush()
+    database_url = postgres_server.create_database(f"confined_{int(time.time() * 1000) % 10**9}")
+    env = production_env(database_url, redis_server.url)
+    migrate = subprocess.run(
+        [*confined, str(BIN / "taskapi"), "db", "upgrade"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+    api = ApiInstance(free_port(), env, tmp_path / "api.log", wrapper=confined)
+    worker = None
+    try:
+        api.start()
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [*confined, str(BIN / "arq"), "worker.WorkerSettings"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        assert api.process is not None
+        status = Path(f"/proc/{api.process.pid}/status").read_text()
+        assert "Seccomp_filters:\t2" in status, status
+        _run_a_flow_with_a_job(api.port)
+        assert api.process.poll() is None and worker.poll() is None
+    finally:
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        assert api.stop() == 0, (tmp_path / "api.log").read_text()[-3000:]
+
+
+def _run_a_flow_with_a_job(port: int) -> None:
+    """Register, log in, create a task, have the worker process it, log out."""
+
+    def call(method: str, path: str, body: object = None, token: str = "") -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body)
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else {}
+
+    account = {"username": "confined", "email": "c@example.com", "password": "e2e-password"}
+    assert call("POST", "/auth/register", account)[0] == 201
+    status, tokens = call("POST", "/auth/login", account)
+    assert status == 200
+    token = tokens["access_token"]
+    status, created = call("POST", "/api/tasks/", {"title": "t", "description": "d"}, token)
+    assert status == 201
+    task_id = created["data"]["id"]
+    status, queued = call("POST", f"/api/tasks/{task_id}/process", None, token)
+    assert status == 202
+    job_path = "/api/tasks/process/status/" + queued["job_id"]
+    poll(lambda: call("GET", job_path, None, token)[1]["status"] == "complete", "the job", 30)
+    assert call("GET", f"/api/tasks/{task_id}", None, token)[1]["data"]["status"] == "completed"
+    assert call("GET", "/health/ready")[1]["checks"] == {"database": "ok", "redis": "ok"}
+    assert call("POST", "/auth/logout", None, token)[0] == 204
 
 
 def test_systemd_units_verify(tmp_path):
