@@ -230,3 +230,13 @@ def test_every_systemd_unit_has_the_whole_sandbox():
         lines = {line.strip() for line in service.splitlines()}
         missing = [setting for setting in UNIT_HARDENING if setting not in lines]
         assert not missing, (unit.name, missing)
+
+
+def test_every_base_image_is_pinned_by_digest():
+    """A tag can be moved under us; a digest names one image. Both stages share the base: the
+    runtime stage runs the virtualenv (and its compiled extensions) the build stage made."""
+    bases = re.findall(r"^FROM\s+(\S+)", CONTAINERFILE, re.M)
+    assert len(bases) == 2
+    for base in bases:
+        assert re.fullmatch(r"[a-z0-9./_-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
+    assert len(set(bases)) == 1, bases
