@@ -18,7 +18,7 @@ from sqlalchemy import text
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
 from taskapi.http.state import AppState
-from taskapi.http.tokens import issue_access_token, issue_refresh_token
+from taskapi.http.tokens import issue_tokens
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -189,9 +189,7 @@ async def create_account(app: Quart, role: str = "user", username: str | None = 
             role=role,
         )
     async with app.app_context():
-        generation = user.token_generation
-        access = issue_access_token(user.id, role, generation)
-        refresh = issue_refresh_token(user.id, generation)
+        access, refresh = issue_tokens(user.id, role, user.token_generation)
     return Account(user.id, name, f"{name}@example.com", PASSWORD, role, access, refresh)
 
 

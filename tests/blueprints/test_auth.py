@@ -192,11 +192,14 @@ async def test_me_returns_the_callers_profile(client, make_account):
 # --- every way a token can be wrong -----------------------------------------------------------
 
 
-def _forge(app, **claims) -> str:
+def _forge(app, without: tuple[str, ...] = (), **claims) -> str:
+    """A token signed with the app's key, with these claims and without those named."""
     now = dt.datetime.now(dt.UTC)
     payload = {"iat": now, "nbf": now, "jti": "x", "type": "access", "fresh": False}
     payload["exp"] = now + dt.timedelta(hours=1)
     payload.update(claims)
+    for name in without:
+        del payload[name]
     return jwt.encode(payload, state_of(app).settings.jwt_secret_key, algorithm="HS256")
 
 
@@ -255,6 +258,40 @@ async def test_token_with_a_non_integer_identity(app, client, identity):
     await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
 
 
+@pytest.mark.parametrize("identity", [0, -1, 2**31, 2**70])
+async def test_token_with_an_identity_no_account_can_have(app, client, identity):
+    """Ids are 32-bit and positive: a signed identity outside them is 401, never a 500 from
+    the database (write routes included)."""
+    token = _forge(app, identity=identity)
+    for method, path in (("get", "/auth/me"), ("get", "/api/tasks/"), ("post", "/api/tasks/")):
+        response = await getattr(client, method)(path, headers=_bearer(token), json={"title": "t"})
+        assert (await _error(response, 401))["code"] == "token_invalid", (method, path)
+
+
+async def test_token_without_a_type_claim_is_not_an_access_token(app, client, make_account):
+    """A signed token that does not say `"type": "access"` is not taken for one (the library
+    would: it fills in the type)."""
+    account = await make_account()
+    claims = _claims_of(app, account.access_token)
+    accepted = _forge(app, identity=account.id, gen=claims["gen"])
+    assert (await client.get("/auth/me", headers=_bearer(accepted))).status_code == 200
+    token = _forge(app, without=("type",), identity=account.id, gen=claims["gen"])
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_invalid"
+
+
+@pytest.mark.parametrize("kind", ["", "ACCESS", 1, None])
+async def test_token_with_another_type_is_not_an_access_token(app, client, make_account, kind):
+    account = await make_account()
+    generation = _claims_of(app, account.access_token)["gen"]
+    token = _forge(app, identity=account.id, gen=generation, type=kind)
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+def _claims_of(app, token: str) -> dict:
+    return jwt.decode(token, state_of(app).settings.jwt_secret_key, algorithms=["HS256"])
+
+
 async def test_token_of_a_deleted_user(app, client, make_account):
     account = await make_account()
     async with state_of(app).db.session() as session:
@@ -281,6 +318,30 @@ async def test_token_with_a_non_integer_generation(app, client, make_account, ge
     account = await make_account()
     token = _forge(app, identity=account.id, gen=generation)
     await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+async def test_the_login_access_token_names_its_refresh_token(app, client, make_account):
+    account = await make_account()
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    tokens = await login.get_json()
+    access = _claims_of(app, tokens["access_token"])
+    refresh = _claims_of(app, tokens["refresh_token"])
+    assert (access["rjti"], access["rexp"]) == (refresh["jti"], refresh["exp"])
+    assert "rjti" not in refresh
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"rjti": 5, "rexp": 2**40}, {"rjti": "r"}, {"rexp": 2**40}, {"rjti": "r", "rexp": "soon"}],
+)
+async def test_token_with_a_malformed_refresh_reference(app, client, make_account, claims):
+    account = await make_account()
+    generation = _claims_of(app, account.access_token)["gen"]
+    token = _forge(app, identity=account.id, gen=generation, **claims)
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_invalid"
 
 
 async def test_a_token_without_generation_passes_only_for_an_account_from_before(

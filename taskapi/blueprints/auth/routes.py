@@ -32,7 +32,7 @@ from taskapi.http.gate import (
 )
 from taskapi.http.responses import json_response, no_content, success
 from taskapi.http.state import AppState, app_state
-from taskapi.http.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
+from taskapi.http.tokens import TokenClaims, issue_access_token, issue_tokens, verify_token
 from taskapi.http.validation import json_body, parse_body
 from taskapi.infra.redis_pool import RedisUnavailable
 
@@ -84,10 +84,11 @@ async def login(data: LoginRequest) -> Response:
     if charge is not None:
         with contextlib.suppress(RedisUnavailable):
             await state.login_failures.succeeded(charge)
+    access_token, refresh_token = issue_tokens(user.id, user.role, user.token_generation)
     return json_response(
         {
-            "access_token": issue_access_token(user.id, user.role, user.token_generation),
-            "refresh_token": issue_refresh_token(user.id, user.token_generation),
+            "access_token": access_token,
+            "refresh_token": refresh_token,
             "token_type": "bearer",
             "expires_in": state.settings.access_token_expires,
         }
@@ -101,11 +102,11 @@ async def login(data: LoginRequest) -> Response:
 @document_response(AccessToken, 200)
 @errors(401, 429, 503)
 async def refresh() -> Response:
-    """A new access token for the holder of a refresh token."""
-    viewer = current_viewer()
+    """A new access token for the holder of a refresh token (it names that refresh token)."""
+    viewer, claims = current_viewer(), current_claims()
     return json_response(
         {
-            "access_token": issue_access_token(viewer.id, viewer.role, current_claims().generation),
+            "access_token": issue_access_token(viewer.id, viewer.role, claims.generation, claims),
             "token_type": "bearer",
             "expires_in": app_state().settings.access_token_expires,
         }
@@ -142,17 +143,21 @@ async def me() -> Response:
 @empty_response("Logged out: the token(s) are revoked until they would have expired.")
 @errors(400, 401, 413, 415, 429, 503)
 async def logout() -> Response:
-    """Revoke the presented access token (and `refresh_token` from the body, if given)."""
+    """Revoke the presented access token, the refresh token it names, and `refresh_token`
+    from the body, if given."""
     viewer, claims, state = current_viewer(), current_claims(), app_state()
-    refresh_claims = None
+    revoked = {claims.jti: claims.expires_at}
+    if claims.refresh_jti is not None:
+        revoked[claims.refresh_jti] = claims.refresh_expires_at
     if (await request.get_data()).strip():
         data = await parse_body(LogoutRequest, invalid_status=400)
         if data.refresh_token is not None:
             refresh_claims = _own_refresh_token(data.refresh_token, viewer.id)
+            if refresh_claims is not None:
+                revoked[refresh_claims.jti] = refresh_claims.expires_at
     try:
-        await state.revocations.revoke(claims.jti, claims.expires_at)
-        if refresh_claims is not None:
-            await state.revocations.revoke(refresh_claims.jti, refresh_claims.expires_at)
+        for jti, expires_at in revoked.items():
+            await state.revocations.revoke(jti, expires_at)
     except RedisUnavailable:
         raise APIError(503, "Cannot log out right now. Try again shortly.") from None
     return no_content()
