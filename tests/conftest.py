@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
-from taskapi.http.state import AppState
+from taskapi.domain.parts import Parts
 from taskapi.http.tokens import issue_tokens
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
@@ -102,8 +102,8 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
         yield application
 
 
-def state_of(app: Quart) -> AppState:
-    result: AppState = app.extensions["taskapi"]
+def state_of(app: Quart) -> Parts:
+    result: Parts = app.extensions["taskapi"]
     return result
 
 

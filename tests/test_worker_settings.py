@@ -14,7 +14,7 @@ from pathlib import Path
 
 from arq.jobs import Job, JobStatus
 
-from taskapi.domain.jobs import deserialize_job
+from taskapi.infra.redis.queue import deserialize_job
 from taskapi.settings import PROJECT_ROOT
 from tests.conftest import create_account
 from tests.services import free_port, until

@@ -10,14 +10,16 @@ from sqlalchemy import Row, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.domain.cache import ResponseCache
-from taskapi.domain.models import Task, User, new_token_generation
+from taskapi.domain import tasks
+from taskapi.domain.effects import Change
+from taskapi.domain.models import User, new_token_generation
 from taskapi.domain.names import canonical
+from taskapi.domain.work import UnitOfWork
 from taskapi.errors import APIError
 from taskapi.infra.passwords import PasswordHasher
 
 TAKEN = "Username or email already exists"
-USERS, TASKS = User.__table__, Task.__table__
+USERS = User.__table__
 
 
 class TokenClaims(Protocol):
@@ -147,23 +149,17 @@ class RoleCache:
         return role if generation == claims.generation else None
 
 
-async def delete_user(
-    connection: AsyncConnection, cache: ResponseCache | None, user_id: int
-) -> bool:
-    """Delete an account and its tasks; False when there was none. Two statements: run it in a
-    transaction (`Database.transaction()`), which the caller commits. Every cached answer that
-    showed them is dropped, so no later account (nor the admin's lists) is served them."""
-    tasks = await connection.scalars(
-        delete(TASKS).where(TASKS.c.owner_id == user_id).returning(TASKS.c.id)
-    )
-    task_ids = list(tasks)
-    deleted = await connection.scalar(
+async def delete_user(unit: UnitOfWork, user_id: int) -> bool:
+    """Delete an account and its tasks, in the unit's transaction; False when there was none.
+    Every cached answer that showed them goes stale when the unit commits, so no later account
+    (nor the admin's lists) is served them."""
+    await tasks.delete_tasks_of(unit, user_id, requested_by=user_id)
+    deleted = await unit.connection.scalar(
         delete(USERS).where(USERS.c.id == user_id).returning(USERS.c.id)
     )
     if deleted is None:
         return False
-    if cache is not None:
-        await cache.bump(cache.account_versions(user_id, task_ids))
+    unit.changed(Change("account_deleted", None, user_id, user_id))
     return True
 
 

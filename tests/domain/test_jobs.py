@@ -10,7 +10,8 @@ from arq.jobs import Job
 from arq.worker import create_worker
 
 from taskapi.domain.effects import TaskEffects
-from taskapi.domain.jobs import JobResources, deserialize_job, process_task
+from taskapi.domain.jobs import JobResources, process_task
+from taskapi.infra.redis.queue import deserialize_job
 from taskapi.infra.mail import Mailer
 from taskapi.worker_settings import build_worker_settings
 from tests.conftest import create_account

@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from taskapi.domain.revocation import PREFIX
+from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
 from taskapi.http.tokens import issue_access_token, verify_token
 from tests.conftest import create_account
 
@@ -176,13 +176,13 @@ async def test_another_users_refresh_token_cannot_be_revoked(make_apps):
 def test_memory_revocations_expire_with_the_token():
     import asyncio
 
-    from taskapi.domain.revocation import MemoryRevocations
+    from taskapi.infra.memory.state import MemoryRevocations
 
     async def scenario() -> tuple[bool, bool]:
         store = MemoryRevocations()
         await store.revoke("live", int(time.time()) + 60)
         await store.revoke("dead", int(time.time()) - 1)
-        return await store.is_revoked("live"), await store.is_revoked("dead")
+        return store.is_revoked("live"), store.is_revoked("dead")
 
     assert asyncio.run(scenario()) == (True, False)
 

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import delete
 
 from taskapi.domain import limits
-from taskapi.domain.limits import parse_limits
+from taskapi.domain.limits import limits_from
 from taskapi.domain.models import User
-from taskapi.http.gate import LIMITS_ATTRIBUTE
+from taskapi.http.policy import LIMITS_ATTRIBUTE
+from taskapi.settings import parse_rate_limits
 from tests.conftest import create_account
 from tests.domain.test_limits import StillClock
 from tests.services import redis_commands_during
@@ -200,13 +201,13 @@ async def test_every_route_states_its_rate_limit_decision(app):
 
 
 def test_limit_strings_parse_like_the_seeds():
-    day, hour = parse_limits("200 per day;50 per hour")
+    day, hour = limits_from(parse_rate_limits("200 per day;50 per hour"))
     assert (day.count, day.seconds) == (200, 86400)
     assert (hour.count, hour.seconds) == (50, 3600)
-    (short,) = parse_limits("10 per 30 seconds")
+    (short,) = limits_from(parse_rate_limits("10 per 30 seconds"))
     assert (short.count, short.seconds) == (10, 30)
     with pytest.raises(ValueError, match="not a rate limit"):
-        parse_limits("lots per day")
+        limits_from(parse_rate_limits("lots per day"))
 
 
 @pytest.mark.parametrize("backend", ["redis", "memory"])

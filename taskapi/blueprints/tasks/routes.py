@@ -15,15 +15,15 @@ from taskapi.blueprints.tasks.schemas import (
     TaskPatch,
     TaskReplace,
 )
-from taskapi.domain import tasks as service
+from taskapi.domain import tasks
 from taskapi.domain.models import task_payload
 from taskapi.domain.pagination import Cursor
 from taskapi.errors import APIError
-from taskapi.http.db_scope import request_connection
+from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import empty_response, errors, response_headers
-from taskapi.http.gate import cached, current_viewer, default_limits, login_required
+from taskapi.http.gate import current_viewer
+from taskapi.http.policy import cached, default_limits, login_required
 from taskapi.http.responses import no_content, success
-from taskapi.http.state import app_state
 from taskapi.http.validation import json_body
 
 bp = Blueprint("tasks", __name__)
@@ -72,7 +72,7 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
 async def list_tasks() -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
     status, limit, cursor = _list_arguments()
-    tasks, next_cursor = await service.list_tasks(
+    page, next_cursor = await tasks.list_tasks(
         await request_connection(), current_viewer(), status=status, limit=limit, after=cursor
     )
     headers: dict[str, str] = {}
@@ -83,8 +83,8 @@ async def list_tasks() -> Response:
         next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(query)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return success(
-        [task_payload(task) for task in tasks],
-        meta={"count": len(tasks), "next_cursor": token},
+        [task_payload(task) for task in page],
+        meta={"count": len(page), "next_cursor": token},
         headers=headers,
     )
 
@@ -99,9 +99,8 @@ async def list_tasks() -> Response:
 @errors(400, 401, 413, 415, 422, 429, 503)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
-    task = await service.create_task(
-        await request_connection(), current_viewer(), data.model_dump(), app_state().effects
-    )
+    async with request_unit() as unit:
+        task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return success(task_payload(task), 201, headers={"Location": location})
 
@@ -116,7 +115,7 @@ async def create_task(data: TaskCreate) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
-    task = await service.get_task_for(await request_connection(), current_viewer(), task_id)
+    task = await tasks.get_task_for(await request_connection(), current_viewer(), task_id)
     return success(task_payload(task))
 
 
@@ -129,13 +128,8 @@ async def get_task(task_id: int) -> Response:
 @errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
-    task = await service.update_task(
-        await request_connection(),
-        current_viewer(),
-        task_id,
-        data.model_dump(),
-        app_state().effects,
-    )
+    async with request_unit() as unit:
+        task = await tasks.update_task(unit, current_viewer(), task_id, data.model_dump())
     return success(task_payload(task))
 
 
@@ -151,9 +145,8 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     changes = data.changes()
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
-    task = await service.update_task(
-        await request_connection(), current_viewer(), task_id, changes, app_state().effects
-    )
+    async with request_unit() as unit:
+        task = await tasks.update_task(unit, current_viewer(), task_id, changes)
     return success(task_payload(task))
 
 
@@ -165,7 +158,6 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
-    await service.delete_task(
-        await request_connection(), current_viewer(), task_id, app_state().effects
-    )
+    async with request_unit() as unit:
+        await tasks.delete_task(unit, current_viewer(), task_id)
     return no_content()
