@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskapi.domain.limits import Limit, LoginFailures
+from taskapi.domain.limits import Limit, LoginBudgets, MemoryLoginFailures
 from taskapi.domain.names import canonical
 from tests.lookalikes import fullwidth
 
@@ -20,10 +20,11 @@ def test_the_canonical_forms_of_the_reviews_look_alikes():
 async def test_login_failures_are_counted_per_canonical_username():
     """The counter and the login lookup agree: a variant that logs in as `alice` shares her
     budget, and one that cannot log in as her does not."""
-    failures = LoginFailures(Limit(2, 3600), None)
+    failures = MemoryLoginFailures(LoginBudgets(Limit(2, 3600), Limit(100, 86400), 86400))
+    address = "ip:192.0.2.1"
     for _ in range(2):
-        await failures.record_failure("alice")
+        assert not (await failures.charge("alice", address)).retry_after  # two wrong guesses
 
-    assert await failures.retry_after(fullwidth("ALICE")) > 0
-    assert await failures.retry_after("ALICE") > 0
-    assert await failures.retry_after("al" + DOTTED_I + "ce") == 0
+    assert (await failures.charge(fullwidth("ALICE"), address)).retry_after > 0
+    assert (await failures.charge("ALICE", address)).retry_after > 0
+    assert (await failures.charge("al" + DOTTED_I + "ce", address)).retry_after == 0
