@@ -36,7 +36,7 @@ bench: $(STAMP)
 # Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
 # edit at a time, runs the tests that reach each edit, and prints the kill rate and the survivors.
 MUTATE_MODULES ?= taskapi/domain/tasks.py taskapi/domain/effects.py taskapi/domain/cache.py \
-                  taskapi/domain/limits.py taskapi/domain/revocation.py taskapi/http/tokens.py \
+                  taskapi/domain/limits.py taskapi/domain/work.py taskapi/http/tokens.py \
                   taskapi/domain/jobs.py
 MUTATE_WORKERS ?= 2
 mutate: $(STAMP)

@@ -13,12 +13,15 @@ import pytest
 from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol
+from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
 from taskapi.domain.parts import Parts
 from taskapi.http.tokens import issue_tokens
+from taskapi.infra.db import Database
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -100,6 +103,21 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
     application = create_app(settings)
     async with application.test_app():
         yield application
+
+
+def session_on(database: Database) -> AsyncSession:
+    """An ORM session in a transaction on the app's database, for tests that read models."""
+    return AsyncSession(database.engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def redis_of(app: Quart) -> AsyncIterator[Redis]:
+    """A client of the Redis an app instance shares its state in (for tests that look in)."""
+    client = Redis.from_url(state_of(app).settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 def state_of(app: Quart) -> Parts:

@@ -7,9 +7,9 @@ import time
 import jwt
 import pytest
 
-from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
 from taskapi.http.tokens import issue_access_token, verify_token
-from tests.conftest import create_account
+from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
+from tests.conftest import create_account, redis_of
 
 BACKENDS = ["redis", "memory"]
 
@@ -78,9 +78,8 @@ async def test_each_revocation_lives_as_long_as_its_token(make_apps):
         await app.test_client().post("/auth/logout", headers=account.headers)
     ).status_code == 204
     state = app.extensions["taskapi"]
-    ttls = sorted(
-        [await state.redis.client.ttl(k) for k in await state.redis.client.keys(PREFIX + b"*")]
-    )
+    async with redis_of(app) as redis:
+        ttls = sorted([await redis.ttl(k) for k in await redis.keys(PREFIX + b"*")])
     access, refresh = state.settings.access_token_expires, state.settings.refresh_token_expires
     assert len(ttls) == 2
     assert access - 5 <= ttls[0] <= access

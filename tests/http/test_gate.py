@@ -7,13 +7,12 @@ import asyncio
 import pytest
 from sqlalchemy import delete
 
-from taskapi.domain import limits
 from taskapi.domain.limits import limits_from
 from taskapi.domain.models import User
 from taskapi.http.policy import LIMITS_ATTRIBUTE
 from taskapi.settings import parse_rate_limits
-from tests.conftest import create_account
-from tests.domain.test_limits import StillClock
+from tests.conftest import create_account, session_on
+from tests.domain.test_limits import StillClock, hold_clock
 from tests.services import redis_commands_during
 
 LIMITED = {"ratelimit_enabled": True}
@@ -127,7 +126,7 @@ async def test_a_deleted_users_token_is_limited_on_cached_routes_too(make_apps):
     first, so the token cannot make unlimited database lookups."""
     (app,) = await make_apps(1, ratelimit_default="2 per minute", **LIMITED)
     account = await create_account(app)
-    async with app.extensions["taskapi"].db.session() as session:
+    async with session_on(app.extensions["taskapi"].db) as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
     client = app.test_client()
@@ -306,7 +305,7 @@ async def test_a_day_of_guessing_gets_at_most_twice_the_daily_budget(make_apps, 
     """'20 per day': 20 at once, then one every 72 minutes, so at most 40 in any 24 hours (a
     guess every 10 minutes for a day, on the in-process limiter's clock)."""
     clock = StillClock()
-    monkeypatch.setattr(limits, "time", clock)
+    hold_clock(monkeypatch, clock)
     (app,) = await make_apps(1, backend="memory", **LIMITED)
     account = await create_account(app)
     wrong = {"username": account.username, "password": "wrong-password"}
