@@ -52,10 +52,13 @@ lock: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mutants
 
-# Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/docs.py).
-SWAGGER_UI_VERSION := $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
-REDOC_VERSION      := $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
+# Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/http/docs.py;
+# read only when this target runs, and it stops when either is missing).
+DOCS_PY := taskapi/http/docs.py
+SWAGGER_UI_VERSION = $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
+REDOC_VERSION      = $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
 docs-assets:
+	@test -n "$(SWAGGER_UI_VERSION)" -a -n "$(REDOC_VERSION)" || { echo "docs-assets: no versions in $(DOCS_PY)" >&2; exit 1; }
 	rm -rf taskapi/static/docs && mkdir -p taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) taskapi/static/docs/redoc-$(REDOC_VERSION)
 	cd /tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) redoc@$(REDOC_VERSION)
 	tar xzf /tmp/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz -C taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE

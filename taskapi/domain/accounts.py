@@ -1,4 +1,5 @@
-"""Accounts: create, authenticate, look up. Plain async functions over a session."""
+"""Accounts: create, authenticate, look up, delete. Plain async functions over a connection (or
+a unit of work, for a deletion)."""
 
 from __future__ import annotations
 

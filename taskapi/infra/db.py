@@ -1,4 +1,4 @@
-"""The engine, the session of each request, the declarative Base and portable column types."""
+"""The engine and its connections, the declarative Base and portable column types."""
 
 from __future__ import annotations
 
@@ -170,7 +170,7 @@ def ensure_sqlite_directory(url: str) -> None:
 
 
 class Database:
-    """The engine and session factory of one app, opened before serving and closed after."""
+    """The engine of one process, connected before serving and disposed of after."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
