@@ -1,8 +1,9 @@
 """JSON Web Tokens: the only module that touches quart-jwt-extended.
 
 The library decodes; its decorators and loaders are not used, because its callbacks are
-synchronous (an `async def` loader is never awaited). Tokens are issued with PyJWT in the library's format, since
-the library can add only one custom claim and ours are more (`role`, `gen`, `rjti`, `rexp`).
+synchronous (an `async def` loader is never awaited). Tokens are issued with PyJWT in the
+library's format, since the library can add only one custom claim and ours are more (`role`,
+`gen`, `rjti`, `rexp`).
 Verification failures become our 401 envelope here.
 """
 
