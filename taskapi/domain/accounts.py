@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Row, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -21,16 +21,6 @@ from taskapi.infra.passwords import PasswordHasher
 
 TAKEN = "Username or email already exists"
 USERS = User.__table__
-
-
-class TokenClaims(Protocol):
-    """What the role cache needs of a verified token."""
-
-    @property
-    def user_id(self) -> int: ...
-
-    @property
-    def generation(self) -> int: ...
 
 
 def normalise_email(email: str) -> str:
@@ -122,32 +112,35 @@ class RoleCache:
         self._clock = clock
         self._entries: dict[int, tuple[str, int, float]] = {}
 
-    def cached_role(self, claims: TokenClaims) -> str | None:
-        """The role remembered for the token's user, if fresh and of the token's generation;
+    def cached_role(self, user_id: int, generation: int) -> str | None:
+        """The role remembered for a token's user, if fresh and of the token's generation;
         None: ask `role_of`."""
-        entry = self._entries.get(claims.user_id)
-        if entry is not None and entry[2] > self._clock() and entry[1] == claims.generation:
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[2] > self._clock() and entry[1] == generation:
             return entry[0]
         return None
 
     async def role_of(
-        self, connection_of: Callable[[], Awaitable[AsyncConnection]], claims: TokenClaims
+        self,
+        connection_of: Callable[[], Awaitable[AsyncConnection]],
+        user_id: int,
+        generation: int,
     ) -> str | None:
-        """The role of the token's user; None when the account is gone or is not the one the
-        token was issued to."""
-        role = self.cached_role(claims)
+        """The role of a token's user; None when the account is gone or is not the one the
+        token was issued to (another `generation`)."""
+        role = self.cached_role(user_id, generation)
         if role is not None:
             return role
         now = self._clock()
-        account = await role_and_generation_of(await connection_of(), claims.user_id)
+        account = await role_and_generation_of(await connection_of(), user_id)
         if account is None:
             return None
         if self.ttl > 0:
             if len(self._entries) > 100_000:
                 self._entries.clear()
-            self._entries[claims.user_id] = (*account, now + self.ttl)
-        role, generation = account
-        return role if generation == claims.generation else None
+            self._entries[user_id] = (*account, now + self.ttl)
+        role, current = account
+        return role if current == generation else None
 
 
 async def delete_user(unit: UnitOfWork, user_id: int) -> bool:

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.infra.db import Base, UTCDateTime, utcnow, utcnow_after
 
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
+
 
 def new_token_generation() -> int:
     """A random 63-bit generation for a new account, so that no other account's token (even one

@@ -9,10 +9,10 @@ import datetime as dt
 
 import orjson
 
+from taskapi.domain.models import MAX_ID
 from taskapi.errors import APIError
 
 MAX_CURSOR_LENGTH = 200
-MAX_ID = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

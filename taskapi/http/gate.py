@@ -130,7 +130,7 @@ class Gate:
             raise
         admission.claims = claims
         roles = self.parts.roles
-        role = roles.cached_role(claims)
+        role = roles.cached_role(claims.user_id, claims.generation)
         slot = self._slot(route, claims.user_id, role)
         # an access token's holder has its own budget once the token proves unrevoked
         user = f"user:{claims.user_id}" if kind == ACCESS else address
@@ -145,7 +145,7 @@ class Gate:
         if answer.revoked:
             raise APIError(401, "Token has been revoked.", code="token_revoked")
         if role is None:
-            role = await roles.role_of(request_connection, claims)
+            role = await roles.role_of(request_connection, claims.user_id, claims.generation)
             if role is None:
                 # not a user: counted against its address too, then refused
                 await self._limit(admission, route, address)

@@ -20,7 +20,7 @@ import jwt
 from quart import Quart, current_app, request
 from quart_jwt_extended import JWTManager, decode_token
 
-from taskapi.domain.pagination import MAX_ID
+from taskapi.domain.models import MAX_ID
 from taskapi.errors import APIError
 from taskapi.settings import Settings
 
