@@ -17,8 +17,11 @@ from sqlalchemy import text
 
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
+from taskapi.domain.queue import InProcessQueue
+from taskapi.domain.revocation import MemoryRevocations
+from taskapi.http.gate import Gate
 from taskapi.http.state import AppState
-from taskapi.http.tokens import issue_access_token, issue_refresh_token
+from taskapi.http.tokens import VerifiedTokens, issue_access_token, issue_refresh_token
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -108,13 +111,27 @@ def state_of(app: Quart) -> AppState:
 
 
 async def empty_tables(app: Quart) -> None:
+    """Empty the tables and every store the app keeps in this process, so that a test starts
+    as a fresh process would: no answer, revocation, budget, role or job of an earlier test."""
     state = state_of(app)
+    if isinstance(state.jobs, InProcessQueue):
+        await state.jobs.clear()  # first: a job still running could write after the wipe
     async with state.db.engine.begin() as connection:
         if state.settings.is_sqlite:
             await connection.execute(text("DELETE FROM tasks"))
             await connection.execute(text("DELETE FROM users"))
         else:
             await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
+    if state.cache is not None:
+        await state.cache.clear()
+    if isinstance(state.revocations, MemoryRevocations):
+        state.revocations.clear()
+    state.roles.clear()
+    state.login_failures.clear()
+    gate: Gate = app.extensions["taskapi.gate"]
+    gate.memory_gcra.clear()
+    verified: VerifiedTokens = app.extensions["taskapi.tokens"]
+    verified.clear()
 
 
 @pytest.fixture

@@ -185,6 +185,10 @@ class MemoryGcra:
             self._tats = {k: v for k, v in self._tats.items() if v > now}
         return Outcome(True, tuple(separations))
 
+    def clear(self) -> None:
+        """Forget every budget spent (what a fresh process knows)."""
+        self._tats.clear()
+
 
 # KEYS[1]: the username's failure key. ARGV: interval ms, period ms, 1 to record a failure.
 # Reply: 0 when the username may try, else the milliseconds until it may.
@@ -241,3 +245,7 @@ class LoginFailures:
 
     async def record_failure(self, username: str) -> None:
         await self._step(username, record=True)
+
+    def clear(self) -> None:
+        """Forget the failures counted in this process (Redis's are shared: left alone)."""
+        self._memory.clear()
