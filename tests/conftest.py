@@ -51,11 +51,29 @@ def shared_settings(postgres_server: PostgresServer) -> Settings:
     return result
 
 
+# The role cache's time (TASKAPI_USER_CACHE_SECONDS): off, as config/testing.toml has it, and
+# on, as production's default. The gate's test modules run their tests both ways:
+#     @pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+#     def user_cache_seconds(request): return request.param
+PRODUCTION_USER_CACHE_SECONDS: float = Settings.model_fields["user_cache_seconds"].default
+ROLE_CACHE_SECONDS = [0.0, PRODUCTION_USER_CACHE_SECONDS]
+ROLE_CACHE_IDS = ["role-cache-off", "role-cache-on"]
+
+
 @pytest.fixture
-async def make_apps(shared_settings: Settings, redis_server: RedisServer) -> AsyncIterator[Any]:
+def user_cache_seconds() -> float | None:
+    """The role cache time of `make_apps`' apps; None: the testing configuration's."""
+    return None
+
+
+@pytest.fixture
+async def make_apps(
+    shared_settings: Settings, redis_server: RedisServer, user_cache_seconds: float | None
+) -> AsyncIterator[Any]:
     """Factory: `await make_apps(2, ratelimit_enabled=True)` → app instances, as processes would
     be, on one PostgreSQL and one Redis (emptied first). `backend="memory"` leaves Redis out."""
     redis_server.flush()
+    defaults = {} if user_cache_seconds is None else {"user_cache_seconds": user_cache_seconds}
     async with contextlib.AsyncExitStack() as stack:
         emptied = False
 
@@ -64,7 +82,8 @@ async def make_apps(shared_settings: Settings, redis_server: RedisServer) -> Asy
             redis_url = redis_server.url if backend == "redis" else ""
             apps = []
             for _ in range(count):
-                application = create_app(shared_settings.replace(redis_url=redis_url, **overrides))
+                chosen = {**defaults, **overrides}
+                application = create_app(shared_settings.replace(redis_url=redis_url, **chosen))
                 await stack.enter_async_context(application.test_app())
                 apps.append(application)
             if not emptied:
@@ -230,3 +249,13 @@ def client_as(client: TestClientProtocol, make_account: Any) -> Any:
         return ApiClient(client, await make_account(role))
 
     return factory
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The random order's seed again at the end (pytest-randomly prints it first), with how to
+    replay it."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and config.getoption("randomly_reorganize", True):
+        terminalreporter.write_line(
+            f"random order: --randomly-seed={seed} replays it, -p no:randomly runs in file order"
+        )

@@ -7,7 +7,14 @@ import time
 import pytest
 
 from taskapi.domain.revocation import PREFIX
-from tests.conftest import create_account
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 BACKENDS = ["redis", "memory"]
 
@@ -140,3 +147,32 @@ async def test_revocation_holds_when_the_rate_limiter_asks_for_it(make_apps):
         assert response.status_code == 401, (method, path)
         assert (await response.get_json())["error"]["code"] == "token_revoked"
     assert (await client.get("/auth/me", headers=other.headers)).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limits", [False, True], ids=["limits-off", "limits-on"])
+async def test_a_revoked_token_is_refused_before_its_cached_answers(make_apps, backend, limits):
+    """The token's answers are cached (and, with the role cache on, its role remembered) when
+    it is logged out: it gets 401, never a HIT, while a fresh token of the same user does hit."""
+    (app,) = await make_apps(
+        1, backend=backend, ratelimit_enabled=limits, ratelimit_default="1000 per minute"
+    )
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    urls = [f"/api/tasks/{(await created.get_json())['data']['id']}", "/api/tasks/"]
+    for url in urls:
+        await client.get(url, headers=account.headers)
+        assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    for url in urls:
+        refused = await client.get(url, headers=account.headers)
+        assert refused.status_code == 401, url
+        assert "X-Cache" not in refused.headers
+        assert (await refused.get_json())["error"]["code"] == "token_revoked"
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    fresh = {"Authorization": f"Bearer {(await login.get_json())['access_token']}"}
+    for url in urls:  # the cached answers are still there: the refusal came first
+        assert (await client.get(url, headers=fresh)).headers["X-Cache"] == "HIT"
