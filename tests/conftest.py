@@ -13,12 +13,15 @@ import pytest
 from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
+from taskapi.domain.effects import TaskEffects
 from taskapi.domain.queue import InProcessQueue
 from taskapi.domain.revocation import MemoryRevocations
+from taskapi.domain.tasks import TASKS, create_task
+from taskapi.domain.viewer import Viewer
 from taskapi.http.gate import Gate
 from taskapi.http.state import AppState
 from taskapi.http.tokens import VerifiedTokens, issue_access_token, issue_refresh_token
@@ -151,6 +154,32 @@ async def empty_tables(app: Quart) -> None:
     gate.memory_gcra.clear()
     verified: VerifiedTokens = app.extensions["taskapi.tokens"]
     verified.clear()
+
+
+NO_EFFECTS = TaskEffects(None, None)  # a write through the service, with no cache or jobs
+
+
+async def tasks_sharing_one_created_at(app: Quart, owner_id: int, count: int) -> list[int]:
+    """`count` tasks of one owner with one `created_at`, oldest id first: created in one
+    transaction, which on PostgreSQL shares one CURRENT_TIMESTAMP; SQLite's clock moves between
+    statements, so there the times are then set equal."""
+    state = state_of(app)
+    viewer = Viewer(owner_id, "user")
+    async with state.db.engine.begin() as connection:
+        rows = [
+            await create_task(connection, viewer, {"title": f"tied {i}"}, NO_EFFECTS)
+            for i in range(count)
+        ]
+        ids = [row.id for row in rows]
+        if state.settings.is_sqlite:
+            await connection.execute(
+                update(TASKS).where(TASKS.c.id.in_(ids)).values(created_at=rows[0].created_at)
+            )
+        stamps = await connection.scalars(
+            select(TASKS.c.created_at).where(TASKS.c.id.in_(ids)).distinct()
+        )
+        assert len(list(stamps)) == 1
+    return ids
 
 
 @pytest.fixture

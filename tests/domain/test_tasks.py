@@ -1,6 +1,13 @@
-"""Reads and writes by id act on that task only, when the caller can see several."""
+"""Reads and writes by id act on that task only, when the caller can see several; pages walk
+tasks that share a creation time."""
 
 from __future__ import annotations
+
+import pytest
+
+from taskapi.domain.tasks import create_task, list_tasks
+from taskapi.domain.viewer import Viewer
+from tests.conftest import NO_EFFECTS, state_of, tasks_sharing_one_created_at
 
 
 async def test_get_by_id_returns_that_task_among_several(client_as):
@@ -29,3 +36,28 @@ async def test_delete_by_id_removes_that_task_only(client_as):
     assert (await api.delete(f"/api/tasks/{second['id']}")).status_code == 204
     assert (await api.get(f"/api/tasks/{first['id']}")).status_code == 200
     assert (await api.get(f"/api/tasks/{second['id']}")).status_code == 404
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_pages_walk_tasks_that_share_a_created_at_in_order(app, make_account, limit):
+    """A page boundary among tied times: each task once, newest id first, no gap."""
+    account = await make_account()
+    viewer = Viewer(account.id, "user")
+    state = state_of(app)
+    async with state.db.engine.begin() as connection:
+        older = await create_task(connection, viewer, {"title": "older"}, NO_EFFECTS)
+    tied = await tasks_sharing_one_created_at(app, account.id, 4)
+    async with state.db.engine.begin() as connection:
+        newer = await create_task(connection, viewer, {"title": "newer"}, NO_EFFECTS)
+    seen, cursor, pages = [], None, 0
+    async with state.db.engine.connect() as connection:
+        while True:
+            page, cursor = await list_tasks(
+                connection, viewer, status=None, limit=limit, after=cursor
+            )
+            seen += [row.id for row in page]
+            pages += 1
+            if cursor is None:
+                break
+            assert pages < 10, seen
+    assert seen == [newer.id, *reversed(tied), older.id]
