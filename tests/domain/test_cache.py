@@ -183,11 +183,14 @@ async def test_a_write_on_one_instance_invalidates_the_others_cache(make_apps):
     assert (await after.get_json())["data"]["title"] == "v2"
 
 
-async def test_errors_are_not_cached(make_apps):
-    (app,) = await make_apps(1)
-    account = await create_account(app)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_errors_are_not_cached(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    account, other = await create_account(app), await create_account(app)
     client = app.test_client()
-    for _ in range(2):
-        response = await client.get("/api/tasks/999999", headers=account.headers)
-        assert response.status_code == 404
-        assert response.headers["X-Cache"] == "MISS"
+    others = await _create(client, other)
+    for url, status in (("/api/tasks/999999", 404), (f"/api/tasks/{others['id']}", 403)):
+        for _ in range(2):
+            response = await client.get(url, headers=account.headers)
+            assert response.status_code == status
+            assert response.headers["X-Cache"] == "MISS"

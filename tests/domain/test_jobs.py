@@ -234,6 +234,20 @@ async def test_embedded_process_flow_needs_no_servers(make_apps):
     assert (await client.get(status_url, headers=other.headers)).status_code == 404
 
 
+async def test_processing_a_task_twice_through_the_api_marks_it_once(make_apps):
+    (app,) = await make_apps(1, backend="memory")
+    account = await create_account(app)
+    client = app.test_client()
+    task = await _create(client, account, description="d")
+    url = f"/api/tasks/{task['id']}"
+    for _ in range(2):
+        response = await client.post(f"{url}/process", headers=account.headers)
+        assert response.status_code == 202
+        await _poll_status(client, account, (await response.get_json())["status_url"], "complete")
+    data = (await (await client.get(url, headers=account.headers)).get_json())["data"]
+    assert (data["description"], data["status"]) == ("d [Processed]", "completed")
+
+
 async def test_embedded_email_goes_through_smtp_when_configured(make_apps):
     with smtp_sink() as sink:
         (app,) = await make_apps(1, backend="memory", smtp_url=sink.url)

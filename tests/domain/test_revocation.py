@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from taskapi.domain.revocation import PREFIX
+from taskapi.domain.cache import Entry, slot_for
+from taskapi.domain.revocation import PREFIX, read_revoked, revocation_part
+from taskapi.domain.viewer import Viewer
+from taskapi.infra.redis_script import ScriptBook
 from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
 
 
@@ -176,3 +179,25 @@ async def test_a_revoked_token_is_refused_before_its_cached_answers(make_apps, b
     fresh = {"Authorization": f"Bearer {(await login.get_json())['access_token']}"}
     for url in urls:  # the cached answers are still there: the refusal came first
         assert (await client.get(url, headers=fresh)).headers["X-Cache"] == "HIT"
+
+
+async def test_the_gates_script_skips_the_cached_answer_of_a_revoked_token(make_apps):
+    """The composed Redis step on its own (no HTTP): the revocation fragment runs first and a
+    revoked token's cache fragment reads nothing, although the entry is there."""
+    (app,) = await make_apps(1)
+    state = app.extensions["taskapi"]
+    slot = slot_for("list", Viewer(7, "user"), None, "http://localhost", "")
+    await state.cache.put(slot.key(0), "list", Entry(200, {}, b"cached"))
+    scripts = ScriptBook(state.redis)
+
+    async def step(jti: str) -> tuple[bool, list]:
+        reply = await scripts.run("test", [revocation_part(jti), state.cache.part(slot)])
+        return read_revoked(reply["revoked"]), reply["cache"]
+
+    revoked, values = await step("live")
+    assert not revoked
+    assert state.cache.read(slot, values).entry == Entry(200, {}, b"cached")
+    await state.revocations.revoke("dead", int(time.time()) + 60)
+    revoked, values = await step("dead")
+    assert revoked
+    assert values == [None, None]

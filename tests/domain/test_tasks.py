@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskapi.domain.tasks import create_task, list_tasks
+from taskapi.domain.tasks import PROCESSED_MARK, create_task, list_tasks, process_task
 from taskapi.domain.viewer import Viewer
 from tests.conftest import NO_EFFECTS, state_of, tasks_sharing_one_created_at
 
@@ -61,3 +61,20 @@ async def test_pages_walk_tasks_that_share_a_created_at_in_order(app, make_accou
                 break
             assert pages < 10, seen
     assert seen == [newer.id, *reversed(tied), older.id]
+
+
+@pytest.mark.parametrize("description", [None, "d", "d [Processed]", "50%_ [Processed"])
+async def test_processing_twice_marks_the_description_once(app, make_account, description):
+    account = await make_account()
+    async with state_of(app).db.engine.begin() as connection:
+        task = await create_task(
+            connection,
+            Viewer(account.id, "user"),
+            {"title": "t", "description": description},
+            NO_EFFECTS,
+        )
+        first = await process_task(connection, task.id, account.id, NO_EFFECTS)
+        second = await process_task(connection, task.id, account.id, NO_EFFECTS)
+    base = description or ""
+    expected = base if base.endswith(PROCESSED_MARK) else base + PROCESSED_MARK
+    assert first == second == expected
