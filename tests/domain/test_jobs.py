@@ -99,6 +99,28 @@ async def test_a_create_queues_its_email_and_drops_cached_lists_in_one_round_tri
     assert mail.message["Subject"] == "Task Created: Buy milk"
 
 
+async def test_the_creation_email_job_names_its_creator_and_request(make_apps):
+    """The job a create queues says who asked (whose job status it is) and the request id its
+    log lines carry."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    response = await app.test_client().post(
+        "/api/tasks/", headers=account.headers, json={"title": "t"}
+    )
+    assert response.status_code == 201
+    state = app.extensions["taskapi"]
+    (key,) = await state.redis.client.keys(b"arq:job:*")
+    job_id = key.decode().removeprefix("arq:job:")
+    info = await Job(job_id, state.redis.client, _deserializer=deserialize_job).info()
+    assert info is not None and info.function == "send_task_created_email"
+    assert info.kwargs == {
+        "requested_by": account.id,
+        "request_id": response.headers["X-Request-ID"],
+    }
+    view = await state.jobs.view(job_id)
+    assert (view.status, view.requested_by) == ("queued", account.id)
+
+
 async def test_email_is_retried_after_an_smtp_failure(make_apps, caplog):
     with smtp_sink(failures=1) as sink:
         (app,) = await make_apps(1, smtp_url=sink.url, **FAST)

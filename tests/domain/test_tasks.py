@@ -3,7 +3,10 @@ tasks that share a creation time."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from sqlalchemy import event
 
 from taskapi.domain.tasks import PROCESSED_MARK, create_task, list_tasks, process_task
 from taskapi.domain.viewer import Viewer
@@ -78,3 +81,40 @@ async def test_processing_twice_marks_the_description_once(app, make_account, de
     base = description or ""
     expected = base if base.endswith(PROCESSED_MARK) else base + PROCESSED_MARK
     assert first == second == expected
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_a_page_asks_the_database_for_one_row_more_than_it_shows(app, make_account, limit):
+    """Reading a page never reads the viewer's whole list: the statement's LIMIT is the page
+    size plus the one row that tells whether there is a next page."""
+    account = await make_account()
+    viewer = Viewer(account.id, "user")
+    state = state_of(app)
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "tasks" in statement:
+            statements.append((statement, parameters))
+
+    async with state.db.engine.begin() as connection:
+        for i in range(limit + 3):
+            await create_task(connection, viewer, {"title": f"t{i}"}, NO_EFFECTS)
+    event.listen(state.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with state.db.engine.connect() as connection:
+            page, cursor = await list_tasks(
+                connection, viewer, status=None, limit=limit, after=None
+            )
+    finally:
+        event.remove(state.db.engine.sync_engine, "before_cursor_execute", record)
+    assert len(page) == limit and cursor is not None
+    ((statement, parameters),) = statements
+    assert _limit_of(statement, list(parameters)) == limit + 1, (statement, parameters)
+
+
+def _limit_of(statement: str, parameters: list) -> object:
+    """The value bound to the statement's LIMIT (`LIMIT $n` on asyncpg, `LIMIT ?` on SQLite)."""
+    head, found, tail = statement.upper().rpartition("LIMIT")
+    assert found, statement
+    numbered = re.match(r"\s*\$(\d+)", tail)
+    return parameters[int(numbered.group(1)) - 1 if numbered else head.count("?")]
