@@ -284,7 +284,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     """The random order's seed again at the end (pytest-randomly prints it first), with how to
     replay it."""
     seed = getattr(config.option, "randomly_seed", None)
-    if seed is not None and config.getoption("randomly_reorganize", True):
+    if isinstance(seed, int) and config.getoption("randomly_reorganize", True):
         terminalreporter.write_line(
             f"random order: --randomly-seed={seed} replays it, -p no:randomly runs in file order"
         )
