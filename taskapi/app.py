@@ -16,7 +16,13 @@ from taskapi.domain.accounts import RoleCache
 from taskapi.domain.cache import ResponseCache
 from taskapi.domain.effects import TaskEffects
 from taskapi.domain.jobs import JobResources
-from taskapi.domain.limits import Limit, LoginFailures, limits_from
+from taskapi.domain.limits import (
+    LoginBudgets,
+    LoginFailures,
+    MemoryLoginFailures,
+    RedisLoginFailures,
+    limits_from,
+)
 from taskapi.domain.queue import ArqQueue, InProcessQueue
 from taskapi.domain.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from taskapi.http.db_scope import close_request_connection
@@ -106,18 +112,21 @@ def _build_state(settings: Settings) -> AppState:
     """The app's parts: in-process backends, or Redis-backed ones when REDIS_URL is set."""
     pool = None
     revocations: RevocationStore = MemoryRevocations()
+    budgets = _login_budgets(settings)
+    login_failures: LoginFailures = MemoryLoginFailures(budgets)
     if settings.redis_url:
         pool = RedisPool(
             settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms
         )
         revocations = RedisRevocations(pool)
+        login_failures = RedisLoginFailures(budgets, pool)
     state = AppState(
         settings=settings,
         db=Database(settings),
         passwords=PasswordHasher(settings),
         revocations=revocations,
         roles=RoleCache(settings.user_cache_seconds),
-        login_failures=LoginFailures(_failure_limit(settings), pool),
+        login_failures=login_failures,
         redis=pool,
     )
     if settings.cache_enabled:
@@ -132,11 +141,14 @@ def _build_state(settings: Settings) -> AppState:
     return state
 
 
-def _failure_limit(settings: Settings) -> Limit | None:
+def _login_budgets(settings: Settings) -> LoginBudgets | None:
     if not settings.ratelimit_enabled:
         return None
-    (limit,) = limits_from(settings.ratelimit_login_failures)
-    return limit
+    (per_address,) = limits_from(settings.ratelimit_login_failures_per_address)
+    (per_account,) = limits_from(settings.ratelimit_login_failures_per_account)
+    return LoginBudgets(
+        per_address, per_account, settings.ratelimit_login_known_address_days * 86400
+    )
 
 
 def _init_gate(app: Quart, state: AppState) -> None:

@@ -198,7 +198,7 @@ def create_user(username: str, email: str, admin: bool, password: str) -> None:
 
 
 @main.command("delete-user")
-@click.option("--username", required=True, help="Matched in any case, as at login.")
+@click.option("--username", required=True, help="Matched by its canonical form, as at login.")
 @click.confirmation_option(prompt="Delete this user and all of their tasks?")
 def delete_user(username: str) -> None:
     """Delete a user and their tasks; cached answers that showed them are dropped."""
@@ -215,11 +215,8 @@ def delete_user(username: str) -> None:
 
 
 async def _delete_user(settings: Settings, username: str) -> int | None:
-    from sqlalchemy import func, select
-
     from taskapi.domain import accounts as service
     from taskapi.domain.cache import ResponseCache
-    from taskapi.domain.models import User
     from taskapi.infra.redis_pool import RedisPool
 
     pool = None
@@ -233,9 +230,7 @@ async def _delete_user(settings: Settings, username: str) -> int | None:
         await cache.open()
 
     async def work(connection: Any, _passwords: Any) -> int | None:
-        user_id: int | None = await connection.scalar(
-            select(User.id).where(func.lower(User.username) == func.lower(username))
-        )
+        user_id = await service.account_id_named(connection, username)
         if user_id is None or not await service.delete_user(connection, cache, user_id):
             return None
         return user_id
@@ -283,16 +278,15 @@ async def _create_user(
 
 
 async def _seed_demo(settings: Settings) -> list[str]:
-    from sqlalchemy import func, insert, select
+    from sqlalchemy import insert, select
 
-    from taskapi.domain.accounts import register_user
+    from taskapi.domain.accounts import account_id_named, register_user
     from taskapi.domain.models import Task, User
 
     async def work(connection: Any, passwords: Any) -> list[str]:
         created: list[str] = []
         for username, email, role in DEMO_USERS:
-            taken = select(User.id).where(func.lower(User.username) == username)
-            if await connection.scalar(taken) is None:
+            if await account_id_named(connection, username) is None:
                 await register_user(
                     connection,
                     passwords,

@@ -70,6 +70,9 @@ PLACEHOLDER_MARKERS = (
 REMOVED = {
     "TASKAPI_PROXY_HOPS": "removed; list your proxies' addresses in TASKAPI_TRUSTED_PROXIES "
     "instead (e.g. 127.0.0.1 for nginx on the same host)",
+    "TASKAPI_RATELIMIT_LOGIN_FAILURES": "removed (a per-username limit let anyone lock an "
+    "account out); set TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS and "
+    "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT instead",
 }
 DATABASE_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgres", "postgresql", "postgresql+asyncpg")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -187,8 +190,15 @@ class Settings(BaseSettings):
     ratelimit_enabled: bool = True
     ratelimit_default: RateLimits = parse_rate_limits("200 per day;50 per hour")
     ratelimit_login: RateLimits = parse_rate_limits("5 per minute")
-    # failed logins per username, from any address, before that name is refused for a while
-    ratelimit_login_failures: RateLimits = parse_rate_limits("10 per 15 minutes")
+    # Failed logins of one account from one address, before that pair is refused for a while.
+    ratelimit_login_failures_per_address: RateLimits = parse_rate_limits("5 per 15 minutes")
+    # Failed logins of one account from all the addresses that have not logged in to it within
+    # ratelimit_login_known_address_days; then only those that have may try. "N per day" lets
+    # at most 2N guesses through in any 24 hours (N at once, then one every 24 h / N).
+    ratelimit_login_failures_per_account: RateLimits = parse_rate_limits("20 per day")
+    ratelimit_login_known_address_days: int = Field(30, ge=1, le=3650)
+    # Rate-limit keys of IPv6 clients: their network of this many leading bits.
+    ratelimit_ipv6_prefix: int = Field(64, ge=1, le=128)
     ratelimit_fail_open: bool = True
     # Peers whose X-Forwarded-For/-Proto/-Host and X-Request-ID count (taskapi/http/proxies.py).
     trusted_proxies: Networks = ()
@@ -232,11 +242,11 @@ class Settings(BaseSettings):
         """`Settings(...)` takes only its arguments: `load_settings` layers file and environment."""
         return (init_settings,)
 
-    @field_validator("ratelimit_login_failures")
+    @field_validator("ratelimit_login_failures_per_address", "ratelimit_login_failures_per_account")
     @classmethod
     def _one_limit(cls, limits: tuple[RateLimitSpec, ...]) -> tuple[RateLimitSpec, ...]:
         if len(limits) != 1:
-            raise ValueError("must be exactly one limit, e.g. '10 per 15 minutes'")
+            raise ValueError("must be exactly one limit, e.g. '5 per 15 minutes'")
         return limits
 
     @field_validator("database_url")
@@ -369,6 +379,7 @@ def _validated(values: Mapping[str, Any], names: Mapping[str, str]) -> Settings:
 
 _MESSAGES = {
     "greater_than_equal": "must be {ge} or more",
+    "less_than_equal": "must be {le} or less",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
     "float_parsing": "must be a number",

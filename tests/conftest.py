@@ -18,13 +18,14 @@ from sqlalchemy import select, text, update
 from taskapi.app import create_app
 from taskapi.domain.accounts import register_user
 from taskapi.domain.effects import TaskEffects
+from taskapi.domain.limits import MemoryLoginFailures
 from taskapi.domain.queue import InProcessQueue
 from taskapi.domain.revocation import MemoryRevocations
 from taskapi.domain.tasks import TASKS, create_task
 from taskapi.domain.viewer import Viewer
 from taskapi.http.gate import Gate
 from taskapi.http.state import AppState
-from taskapi.http.tokens import VerifiedTokens, issue_access_token, issue_refresh_token
+from taskapi.http.tokens import VerifiedTokens, issue_tokens
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -149,7 +150,8 @@ async def empty_tables(app: Quart) -> None:
     if isinstance(state.revocations, MemoryRevocations):
         state.revocations.clear()
     state.roles.clear()
-    state.login_failures.clear()
+    if isinstance(state.login_failures, MemoryLoginFailures):
+        state.login_failures.clear()
     gate: Gate = app.extensions["taskapi.gate"]
     gate.memory_gcra.clear()
     verified: VerifiedTokens = app.extensions["taskapi.tokens"]
@@ -254,9 +256,7 @@ async def create_account(app: Quart, role: str = "user", username: str | None = 
             role=role,
         )
     async with app.app_context():
-        generation = user.token_generation
-        access = issue_access_token(user.id, role, generation)
-        refresh = issue_refresh_token(user.id, generation)
+        access, refresh = issue_tokens(user.id, role, user.token_generation)
     return Account(user.id, name, f"{name}@example.com", PASSWORD, role, access, refresh)
 
 

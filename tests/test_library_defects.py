@@ -138,6 +138,23 @@ async def test_jwt_extended_nests_custom_claims_under_one_key():
     assert "gen" not in payload
 
 
+async def test_jwt_extended_fills_in_a_missing_type_as_access():
+    """quart-jwt-extended's `decode_token` gives a signed token that has no `type` claim the
+    type "access". If this fails after an upgrade (the token is refused, or keeps no type),
+    `_declared_type` in taskapi/http/tokens.py may be dropped."""
+    from quart_jwt_extended import JWTManager, decode_token
+
+    app = Quart("pin")
+    secret = "pin-secret-" * 4
+    app.config.update(JWT_SECRET_KEY=secret)
+    JWTManager(app)
+    token = jwt.encode({"identity": 1, "jti": "j", "exp": 2**40}, secret, algorithm="HS256")
+    async with app.app_context():
+        data = decode_token(token)
+    assert "type" not in jwt.decode(token, options={"verify_signature": False})
+    assert data["type"] == "access"
+
+
 async def test_schema_document_response_none_204_breaks_spec():
     """quart-schema's `document_response(None, 204)` makes /openapi.json fail ("Cannot create
     schema for None"). If this fails after an upgrade, `empty_response` in taskapi/http/docs.py

@@ -10,17 +10,19 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from taskapi.domain.names import canonical
 from taskapi.infra.db import Base
 from taskapi.infra.migrate import alembic_config
 from tests.conftest import make_settings
+from tests.lookalikes import fullwidth
 
-# SQLAlchemy cannot reflect SQLite's expression indexes (lower(username)): it says so, and so
-# does autogenerate, which then leaves them out of the comparison.
+# SQLAlchemy cannot reflect SQLite's expression indexes (lower(username), revision 0004): it
+# says so, whenever a test inspects a database at that revision.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index"),
-    pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based"),
 ]
 
 
@@ -87,8 +89,9 @@ def test_downgrade_to_0001_keeps_existing_rows(fresh_database_url):
                 if insert:
                     await connection.execute(
                         text(
-                            "INSERT INTO users (username, email, password_hash) "
-                            "VALUES ('u', 'u@example.com', 'x')"
+                            "INSERT INTO users (username, username_canonical, email, "
+                            "email_canonical, password_hash) "
+                            "VALUES ('u', 'u', 'u@example.com', 'u@example.com', 'x')"
                         )
                     )
                     await connection.execute(
@@ -175,8 +178,8 @@ def test_upgrade_from_0002_keeps_rows_and_every_name(fresh_database_url):
     after = _schema_names(fresh_database_url)
     assert after["tasks"] == before["tasks"]
     assert after["users"] == before["users"] | {
-        "ix uq_users_username_lower",
-        "ix uq_users_email_lower",
+        "ix uq_users_username_canonical",
+        "ix uq_users_email_canonical",
     }
     rows = _run_sql(
         fresh_database_url,
@@ -196,6 +199,159 @@ def test_upgrade_stops_on_accounts_that_differ_only_by_case(fresh_database_url):
     )
 
     with pytest.raises(RuntimeError, match=r"differ only by case.*username: 'alice' \(2 rows\)"):
-        command.upgrade(config, "head")
+        command.upgrade(config, "0004")
 
     assert _run_sql(fresh_database_url, "SELECT count(*) FROM users") == [(2,)]
+
+
+# --- 0005: canonical usernames and e-mail addresses --------------------------------------------
+
+LOOK_ALIKES = [  # id, username, e-mail: distinct under 0004's lower() on both databases
+    (1, "alice", "a@example.org"),
+    (2, fullwidth("alice"), fullwidth("u") + "ser@example.org"),  # canonically those of 1 and 3
+    (3, "bob", "user@example.org"),
+]
+
+
+def _insert_users(url: str, rows: list[tuple[int, str, str]], canonical_columns: bool) -> None:
+    """Insert (id, username, email) rows as raw SQL, with their canonical forms if asked."""
+
+    async def go() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                for user_id, username, email in rows:
+                    values = {"id": user_id, "username": username, "email": email}
+                    if canonical_columns:
+                        values |= {
+                            "username_canonical": canonical(username),
+                            "email_canonical": canonical(email),
+                        }
+                    names = ", ".join(values)
+                    marks = ", ".join(f":{name}" for name in values)
+                    await connection.execute(
+                        text(f"INSERT INTO users ({names}, password_hash) VALUES ({marks}, 'x')"),
+                        values,
+                    )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+def _users_columns_and_ids(url: str) -> tuple[set[str], bool | None]:
+    """The users table's column names, and on SQLite whether its ids are AUTOINCREMENT."""
+
+    async def go() -> tuple[set[str], bool | None]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+
+                def look(sync_connection) -> tuple[set[str], bool | None]:
+                    columns = {c["name"] for c in inspect(sync_connection).get_columns("users")}
+                    if sync_connection.dialect.name != "sqlite":
+                        return columns, None
+                    query = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'users'"
+                    return columns, "AUTOINCREMENT" in sync_connection.execute(text(query)).scalar()
+
+                return await connection.run_sync(look)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _revision(url: str) -> str:
+    return _run_sql(url, "SELECT version_num FROM alembic_version")[0][0]
+
+
+def test_upgrade_stores_each_accounts_canonical_forms(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0004")
+    rows = [
+        (1, "Straße", "Mixed.Case@example.org"),
+        (2, "\N{LATIN SMALL LIGATURE FI}nn", fullwidth("FULL") + "@example.org"),
+        (3, "İnfo", "İnfo@x.org"),
+        (4, "Ümlaut", "Ümlaut@x.org"),
+    ]
+    _insert_users(fresh_database_url, rows, canonical_columns=False)
+
+    command.upgrade(config, "head")
+
+    stored = _run_sql(
+        fresh_database_url,
+        "SELECT id, username_canonical, email_canonical FROM users ORDER BY id",
+    )
+    assert stored == [(i, canonical(name), canonical(email)) for i, name, email in rows]
+    assert stored[0][1:] == ("strasse", "mixed.case@example.org")
+    assert stored[1][1:] == ("finn", "full@example.org")
+    assert _users_columns_and_ids(fresh_database_url)[1] is not False  # SQLite: AUTOINCREMENT
+    with pytest.raises(IntegrityError, match=r"(?i)not.null"):  # no row without them from now on
+        _insert_users(fresh_database_url, [(5, "eve", "eve@x.org")], canonical_columns=False)
+
+
+def test_upgrade_stops_on_accounts_whose_canonical_forms_collide(fresh_database_url):
+    """Nothing is changed: the revision, the schema and the rows are those of 0004, until an
+    operator removes the look-alike; then the upgrade goes through."""
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0004")
+    _insert_users(fresh_database_url, LOOK_ALIKES, canonical_columns=False)
+    names, columns = _schema_names(fresh_database_url), _users_columns_and_ids(fresh_database_url)
+
+    with pytest.raises(RuntimeError) as refused:
+        command.upgrade(config, "head")
+
+    message = str(refused.value)
+    assert "canonical form" in message
+    (_, alice, _), (_, alike, user), (_, _, email) = LOOK_ALIKES
+    assert f"username: id 1 {alice!r} and id 2 {alike!r}" in message
+    assert f"email: id 2 {user!r} and id 3 {email!r}" in message
+    assert _revision(fresh_database_url) == "0004"
+    assert _schema_names(fresh_database_url) == names
+    assert _users_columns_and_ids(fresh_database_url) == columns
+    assert _run_sql(fresh_database_url, "SELECT id, username, email FROM users ORDER BY id") == [
+        *LOOK_ALIKES
+    ]
+    _run_sql(fresh_database_url, "DELETE FROM users WHERE id = 2")
+    command.upgrade(config, "head")
+    assert _revision(fresh_database_url) == "0005"
+
+
+def test_downgrade_from_0005_restores_0004_and_keeps_the_rows(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0004")
+    names, columns = _schema_names(fresh_database_url), _users_columns_and_ids(fresh_database_url)
+    command.upgrade(config, "head")
+    _insert_users(fresh_database_url, [(1, "Alice", "Alice@example.org")], canonical_columns=True)
+
+    command.downgrade(config, "0004")
+
+    assert _schema_names(fresh_database_url) == names  # the lower() indexes are back
+    assert _users_columns_and_ids(fresh_database_url) == columns  # SQLite: AUTOINCREMENT too
+    assert _run_sql(fresh_database_url, "SELECT id, username, email FROM users") == [
+        (1, "Alice", "Alice@example.org")
+    ]
+    command.upgrade(config, "head")
+    assert _run_sql(fresh_database_url, "SELECT username_canonical FROM users") == [("alice",)]
+
+
+def test_downgrade_stops_exactly_when_lower_would_fold_two_accounts_together(fresh_database_url):
+    """`İnfo@x.org` and `info@x.org` are distinct canonically; PostgreSQL's lower() (in this
+    suite's C.UTF-8 database) folds `İ` to `i`, SQLite's folds ASCII only."""
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "head")
+    rows = [(1, "eve", "İnfo@x.org"), (2, "mallory", "info@x.org")]
+    _insert_users(fresh_database_url, rows, canonical_columns=True)
+    [(folds,)] = _run_sql(fresh_database_url, "SELECT lower('İnfo@x.org') = 'info@x.org'")
+
+    columns = _users_columns_and_ids(fresh_database_url)
+
+    if folds:
+        with pytest.raises(RuntimeError, match=r"email: id 1 'İnfo@x\.org' and id 2 'info@x\.org'"):
+            command.downgrade(config, "0004")
+        assert _revision(fresh_database_url) == "0005"
+        assert _users_columns_and_ids(fresh_database_url) == columns
+    else:
+        command.downgrade(config, "0004")
+        assert _revision(fresh_database_url) == "0004"
+    assert _run_sql(fresh_database_url, "SELECT id, username, email FROM users ORDER BY id") == rows

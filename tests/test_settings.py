@@ -108,9 +108,29 @@ def test_limits_and_networks_are_stored_parsed():
         ("TASKAPI_RATELIMIT_DEFAULT", "often", "TASKAPI_RATELIMIT_DEFAULT: not a rate limit: "),
         ("TASKAPI_RATELIMIT_LOGIN", "0 per minute", "TASKAPI_RATELIMIT_LOGIN: not a rate limit"),
         (
-            "TASKAPI_RATELIMIT_LOGIN_FAILURES",
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS",
             "5/minute;9/hour",
-            "TASKAPI_RATELIMIT_LOGIN_FAILURES:",
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS: must be exactly one limit",
+        ),
+        (
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT",
+            "many per day",
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT: not a rate limit",
+        ),
+        (
+            "TASKAPI_RATELIMIT_LOGIN_KNOWN_ADDRESS_DAYS",
+            "0",
+            "TASKAPI_RATELIMIT_LOGIN_KNOWN_ADDRESS_DAYS: must be 1 or more (got 0)",
+        ),
+        ("TASKAPI_RATELIMIT_IPV6_PREFIX", "0", "TASKAPI_RATELIMIT_IPV6_PREFIX: must be 1 or more"),
+        ("TASKAPI_RATELIMIT_IPV6_PREFIX", "129", "TASKAPI_RATELIMIT_IPV6_PREFIX: must be 128 or"),
+        ("TASKAPI_RATELIMIT_IPV6_PREFIX", "/64", "TASKAPI_RATELIMIT_IPV6_PREFIX: must be a whole"),
+        (
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES",
+            "10 per 15 minutes",
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES: removed (a per-username limit let anyone lock an "
+            "account out); set TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS and "
+            "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT instead",
         ),
         ("TASKAPI_TRUSTED_PROXIES", "garbage", "TASKAPI_TRUSTED_PROXIES: not an address or net"),
         ("TASKAPI_TRUSTED_PROXIES", "10.0.0.0/33", "TASKAPI_TRUSTED_PROXIES: not an address"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from pydantic import BaseModel
-from quart import Blueprint, Response
+from quart import Blueprint, Response, current_app
+from quart.blueprints import BlueprintSetupState
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
@@ -18,6 +21,46 @@ from taskapi.http.state import app_state
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 READY_TIMEOUT_SECONDS = 2.0
+# /health/ready is public and unlimited: its checks run at most once a second per process.
+READY_CACHE_SECONDS = 1.0
+READINESS = "taskapi.readiness"
+Answer = dict[str, str]  # check name → ok, error or disabled
+
+
+class ReadinessCache:
+    """The readiness checks' last answer, reused for `ttl` seconds from the start of the check
+    that gave it; callers that come while a check runs share that check."""
+
+    def __init__(
+        self, ttl: float = READY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._answer: Answer | None = None
+        self._fresh_until = 0.0
+        self._running: asyncio.Future[Answer] | None = None
+
+    async def checks(self, run: Callable[[], Awaitable[Answer]]) -> Answer:
+        if self._answer is not None and self._clock() < self._fresh_until:
+            return self._answer
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check(run))
+        # a caller that goes away does not cancel the check the others wait for
+        return await asyncio.shield(self._running)
+
+    async def _check(self, run: Callable[[], Awaitable[Answer]]) -> Answer:
+        started = self._clock()
+        try:
+            answer = await run()
+        finally:
+            self._running = None
+        self._answer, self._fresh_until = answer, started + self.ttl
+        return answer
+
+
+@bp.record_once
+def _cache_per_app(setup: BlueprintSetupState) -> None:
+    setup.app.extensions[READINESS] = ReadinessCache()
 
 
 class Liveness(BaseModel):
@@ -60,12 +103,18 @@ async def health() -> Response:
 @document_response(Readiness, 200)
 @document_response(NotReady, 503)
 async def ready() -> Response:
-    """Readiness: the database (and Redis, where configured) answer."""
-    checks = {"database": await _check_database(), "redis": await _check_redis()}
+    """Readiness: the database (and Redis, where configured) answer (checked at most once a
+    second by each process)."""
+    cache: ReadinessCache = current_app.extensions[READINESS]
+    checks = await cache.checks(_run_checks)
     healthy = all(value in ("ok", "disabled") for value in checks.values())
     return json_response(
         {"status": "ok" if healthy else "error", "checks": checks}, 200 if healthy else 503
     )
+
+
+async def _run_checks() -> Answer:
+    return {"database": await _check_database(), "redis": await _check_redis()}
 
 
 async def _check_database() -> str:

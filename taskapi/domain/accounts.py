@@ -6,12 +6,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, func, insert, or_, select
+from sqlalchemy import Row, delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.domain.cache import ResponseCache
 from taskapi.domain.models import Task, User, new_token_generation
+from taskapi.domain.names import canonical
 from taskapi.errors import APIError
 from taskapi.infra.passwords import PasswordHasher
 
@@ -46,16 +47,14 @@ async def register_user(
     role: str = "user",
 ) -> Row[Any]:
     """Create an account in one INSERT (atomic on its own; inside a caller's transaction, part
-    of it); 409 when the username or e-mail is taken in any case (also under a race: the
-    unique indexes on lower() decide)."""
+    of it); 409 when another account has the same canonical username or e-mail (also under a
+    race: the unique indexes on the canonical columns decide)."""
     email = normalise_email(email)
+    username_key, email_key = canonical(username), canonical(email)
     taken = await connection.scalar(
         select(USERS.c.id)
         .where(
-            or_(
-                func.lower(USERS.c.username) == func.lower(username),
-                func.lower(USERS.c.email) == func.lower(email),
-            )
+            or_(USERS.c.username_canonical == username_key, USERS.c.email_canonical == email_key)
         )
         .limit(1)
     )
@@ -63,7 +62,9 @@ async def register_user(
         raise APIError(409, TAKEN, code="conflict")
     values = {
         "username": username,
+        "username_canonical": username_key,
         "email": email,
+        "email_canonical": email_key,
         "password_hash": await passwords.hash(password),
         "role": role,
         "token_generation": new_token_generation(),
@@ -78,11 +79,19 @@ async def authenticate(
     connection: AsyncConnection, passwords: PasswordHasher, username: str, password: str
 ) -> Row[Any] | None:
     """The user whose credentials these are, or None; equally slow for unknown names. The name
-    matches in any case: only one account can have it."""
-    query = select(USERS).where(func.lower(USERS.c.username) == func.lower(username))
+    matches by its canonical form: only one account can have it."""
+    query = select(USERS).where(USERS.c.username_canonical == canonical(username))
     user = (await connection.execute(query)).first()
     ok = await passwords.verify(user.password_hash if user else None, password)
     return user if ok else None
+
+
+async def account_id_named(connection: AsyncConnection, username: str) -> int | None:
+    """The id of the account whose username has this canonical form (as at login), or None."""
+    user_id: int | None = await connection.scalar(
+        select(USERS.c.id).where(USERS.c.username_canonical == canonical(username))
+    )
+    return user_id
 
 
 async def role_and_generation_of(

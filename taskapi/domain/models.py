@@ -16,7 +16,6 @@ from sqlalchemy import (
     String,
     Text,
     column,
-    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +38,10 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
     email: Mapped[str] = mapped_column(String(120), unique=True)
+    # canonical(username), canonical(email): what lookups, limits and uniqueness compare. Text,
+    # not String(n): NFKC and case folding can lengthen a name (e.g. "ß" becomes "ss").
+    username_canonical: Mapped[str] = mapped_column(Text)
+    email_canonical: Mapped[str] = mapped_column(Text)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(20), server_default="user")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
@@ -93,6 +96,6 @@ Index(
     Task.created_at.desc(),
     Task.id.desc(),
 )
-# Usernames and e-mail addresses are unique whatever their case.
-Index("uq_users_username_lower", func.lower(User.username), unique=True)
-Index("uq_users_email_lower", func.lower(User.email), unique=True)
+# Usernames and e-mail addresses are unique in their canonical form (taskapi.domain.names).
+Index("uq_users_username_canonical", User.username_canonical, unique=True)
+Index("uq_users_email_canonical", User.email_canonical, unique=True)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskapi.domain.effects import Change, Kind, TaskEffects
@@ -26,6 +27,7 @@ from taskapi.domain.models import Task
 from taskapi.domain.pagination import Cursor
 from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
+from taskapi.infra.db import is_foreign_key_violation
 from taskapi.infra.logs import current_request_id
 
 # Core statements on the table: rows come back without the ORM's per-object bookkeeping.
@@ -96,8 +98,16 @@ async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int
 async def create_task(
     connection: AsyncConnection, viewer: Viewer, fields: dict[str, Any], effects: TaskEffects
 ) -> TaskRow:
-    """Insert the caller's task."""
-    task = (await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})).first()
+    """Insert the caller's task; 401 when the caller's account is gone (deleted while this
+    process still reused its role: the owner's foreign key refuses the row)."""
+    try:
+        task = (
+            await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})
+        ).first()
+    except IntegrityError as error:
+        if not is_foreign_key_violation(error):  # owner_id is the table's one foreign key
+            raise
+        raise APIError(401, "The token's user no longer exists.", code="token_invalid") from None
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
     await _committed(effects, "created", task.id, task.owner_id, viewer.id)

@@ -22,6 +22,7 @@ from taskapi.domain.limits import (
     Limit,
     MemoryGcra,
     Outcome,
+    address_key,
     decide,
     gcra_part,
     limit_keys,
@@ -122,6 +123,7 @@ class Admission:
     """What the gate found out about this request."""
 
     policy: Policy
+    address: str  # the client's rate-limit scope (`address_key`)
     claims: TokenClaims | None = None
     viewer: Viewer | None = None
     rate: Decision | None = None
@@ -191,10 +193,10 @@ class Gate:
         if endpoint is None or endpoint not in self.app.view_functions:
             return None
         policy, limits = self.policy(endpoint)
-        admission = Admission(policy)
+        address = address_key(client_ip(request), self.settings.ratelimit_ipv6_prefix)
+        admission = Admission(policy, address)
         g.admission = admission
         kind = policy.auth if request.method != "OPTIONS" else None
-        address = f"ip:{client_ip(request)}"
         if kind is None:
             await self._limit_alone(admission, endpoint, limits, address)
             return None

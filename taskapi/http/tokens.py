@@ -2,8 +2,8 @@
 
 The library decodes; its decorators and loaders are not used, because its callbacks are
 synchronous (see DEPENDENCIES.md). Tokens are issued with PyJWT in the library's format, since
-the library can add only one custom claim and ours are two (`role`, `gen`). Verification
-failures become our 401 envelope here.
+the library can add only one custom claim and ours are more (`role`, `gen`, `rjti`, `rexp`).
+Verification failures become our 401 envelope here.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jwt
 from quart import Quart, current_app, request
 from quart_jwt_extended import JWTManager, decode_token
 
+from taskapi.domain.pagination import MAX_ID
 from taskapi.errors import APIError
 from taskapi.settings import Settings
 
@@ -26,6 +27,9 @@ ACCESS = "access"
 REFRESH = "refresh"
 ALGORITHM = "HS256"
 GENERATION = "gen"  # the account's token generation when the token was issued
+# An access token names the refresh token it was issued with (login) or from (/auth/refresh),
+# and when that one expires, so that logging out with the access token revokes both.
+REFRESH_JTI, REFRESH_EXPIRES = "rjti", "rexp"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +41,9 @@ class TokenClaims:
     jti: str
     expires_at: int
     generation: int = 0  # tokens issued before the claim existed, like accounts then, are at 0
+    # an access token's refresh token (None: a refresh token, or an access token from before)
+    refresh_jti: str | None = None
+    refresh_expires_at: int = 0
 
 
 def init_tokens(app: Quart, settings: Settings) -> None:
@@ -56,16 +63,25 @@ def init_tokens(app: Quart, settings: Settings) -> None:
     app.extensions["taskapi.tokens"] = VerifiedTokens()
 
 
-def issue_access_token(user_id: int, role: str, generation: int) -> str:
-    return _encode(user_id, ACCESS, {"fresh": False, "role": role, GENERATION: generation})
+def issue_tokens(user_id: int, role: str, generation: int) -> tuple[str, str]:
+    """A login's access and refresh token; the access token names the refresh token."""
+    refresh, refresh_claims = _encode(user_id, REFRESH, {GENERATION: generation})
+    return issue_access_token(user_id, role, generation, refresh_claims), refresh
 
 
-def issue_refresh_token(user_id: int, generation: int) -> str:
-    return _encode(user_id, REFRESH, {GENERATION: generation})
+def issue_access_token(
+    user_id: int, role: str, generation: int, refresh: TokenClaims | None = None
+) -> str:
+    """An access token; `refresh` is the refresh token it is issued with or from."""
+    claims: dict[str, object] = {"fresh": False, "role": role, GENERATION: generation}
+    if refresh is not None:
+        claims |= {REFRESH_JTI: refresh.jti, REFRESH_EXPIRES: refresh.expires_at}
+    return _encode(user_id, ACCESS, claims)[0]
 
 
 # workaround: quart-jwt-extended nests custom claims under one key (pinned by tests/test_library_defects.py::test_jwt_extended_nests_custom_claims_under_one_key)
-def _encode(user_id: int, kind: str, claims: dict[str, object]) -> str:
+def _encode(user_id: int, kind: str, claims: dict[str, object]) -> tuple[str, TokenClaims]:
+    """The encoded token and what it says."""
     config = current_app.config
     lifetime: dt.timedelta = config[
         "JWT_ACCESS_TOKEN_EXPIRES" if kind == ACCESS else "JWT_REFRESH_TOKEN_EXPIRES"
@@ -75,12 +91,13 @@ def _encode(user_id: int, kind: str, claims: dict[str, object]) -> str:
         "iat": now,
         "nbf": now,
         "jti": str(uuid.uuid4()),
-        "exp": now + lifetime,
+        "exp": int((now + lifetime).timestamp()),  # whole seconds, as PyJWT would write it
         "identity": user_id,
         "type": kind,
         **claims,
     }
-    return jwt.encode(payload, config["JWT_SECRET_KEY"], algorithm=ALGORITHM)
+    token = jwt.encode(payload, config["JWT_SECRET_KEY"], algorithm=ALGORITHM)
+    return token, _claims_from(payload)
 
 
 def read_bearer_token(kind: str) -> TokenClaims:
@@ -153,7 +170,15 @@ def _decode(token: str) -> TokenClaims:
         raise APIError(401, "Token has expired.", code="token_expired") from None
     except Exception:  # every other decode failure is the same answer to the client
         raise APIError(401, "Invalid token.", code="token_invalid") from None
+    if _declared_type(token) not in (ACCESS, REFRESH):
+        raise APIError(401, "Invalid token.", code="token_invalid")
     return _claims_from(data)
+
+
+# workaround: quart-jwt-extended takes a token without "type" for an access token (pinned by tests/test_library_defects.py::test_jwt_extended_fills_in_a_missing_type_as_access)
+def _declared_type(token: str) -> object:
+    """The `type` claim as the token itself carries it (read after the library verified it)."""
+    return jwt.decode(token, options={"verify_signature": False}).get("type")
 
 
 def _claims_from(data: dict[str, object]) -> TokenClaims:
@@ -163,11 +188,16 @@ def _claims_from(data: dict[str, object]) -> TokenClaims:
         data.get("exp"),
         data.get(GENERATION, 0),
     )
+    refresh_jti, refresh_exp = data.get(REFRESH_JTI), data.get(REFRESH_EXPIRES, 0)
     if (
         not _is_int(user_id)
+        or not 1 <= user_id <= MAX_ID  # the id columns are 32-bit: no account has another
         or not isinstance(jti, str)
         or not isinstance(exp, int)
         or not _is_int(generation)
+        or (refresh_jti is not None and not isinstance(refresh_jti, str))
+        or not _is_int(refresh_exp)
+        or (refresh_jti is None) != (refresh_exp == 0)  # both or neither
     ):
         raise APIError(401, "Invalid token.", code="token_invalid")
     return TokenClaims(
@@ -176,6 +206,8 @@ def _claims_from(data: dict[str, object]) -> TokenClaims:
         jti=jti,
         expires_at=exp,
         generation=generation,
+        refresh_jti=refresh_jti,
+        refresh_expires_at=refresh_exp,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -153,6 +153,16 @@ def ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
             sync_engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # the pool replaces the connection and tries again
             raise DisconnectionError(str(error)) from error
+
+
+def is_foreign_key_violation(error: IntegrityError) -> bool:
+    """Whether a statement was refused for a foreign key: PostgreSQL's SQLSTATE 23503, or
+    SQLite's extended code SQLITE_CONSTRAINT_FOREIGNKEY."""
+    driver_error = error.orig
+    return (
+        getattr(driver_error, "sqlstate", None) == "23503"
+        or getattr(driver_error, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_FOREIGNKEY"
+    )
 
 
 def ensure_sqlite_directory(url: str) -> None:

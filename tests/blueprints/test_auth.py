@@ -14,7 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from taskapi.blueprints.auth.schemas import RegisterRequest
 from taskapi.domain.accounts import register_user
 from taskapi.domain.models import User
+from taskapi.domain.names import canonical
+from taskapi.errors import APIError
 from tests.conftest import PASSWORD, state_of
+from tests.lookalikes import fullwidth
 
 NEW_USER = {"username": "newuser", "email": "new@example.com", "password": "s3cure-password"}
 
@@ -189,11 +192,14 @@ async def test_me_returns_the_callers_profile(client, make_account):
 # --- every way a token can be wrong -----------------------------------------------------------
 
 
-def _forge(app, **claims) -> str:
+def _forge(app, without: tuple[str, ...] = (), **claims) -> str:
+    """A token signed with the app's key, with these claims and without those named."""
     now = dt.datetime.now(dt.UTC)
     payload = {"iat": now, "nbf": now, "jti": "x", "type": "access", "fresh": False}
     payload["exp"] = now + dt.timedelta(hours=1)
     payload.update(claims)
+    for name in without:
+        del payload[name]
     return jwt.encode(payload, state_of(app).settings.jwt_secret_key, algorithm="HS256")
 
 
@@ -252,6 +258,40 @@ async def test_token_with_a_non_integer_identity(app, client, identity):
     await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
 
 
+@pytest.mark.parametrize("identity", [0, -1, 2**31, 2**70])
+async def test_token_with_an_identity_no_account_can_have(app, client, identity):
+    """Ids are 32-bit and positive: a signed identity outside them is 401, never a 500 from
+    the database (write routes included)."""
+    token = _forge(app, identity=identity)
+    for method, path in (("get", "/auth/me"), ("get", "/api/tasks/"), ("post", "/api/tasks/")):
+        response = await getattr(client, method)(path, headers=_bearer(token), json={"title": "t"})
+        assert (await _error(response, 401))["code"] == "token_invalid", (method, path)
+
+
+async def test_token_without_a_type_claim_is_not_an_access_token(app, client, make_account):
+    """A signed token that does not say `"type": "access"` is not taken for one (the library
+    would: it fills in the type)."""
+    account = await make_account()
+    claims = _claims_of(app, account.access_token)
+    accepted = _forge(app, identity=account.id, gen=claims["gen"])
+    assert (await client.get("/auth/me", headers=_bearer(accepted))).status_code == 200
+    token = _forge(app, without=("type",), identity=account.id, gen=claims["gen"])
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_invalid"
+
+
+@pytest.mark.parametrize("kind", ["", "ACCESS", 1, None])
+async def test_token_with_another_type_is_not_an_access_token(app, client, make_account, kind):
+    account = await make_account()
+    generation = _claims_of(app, account.access_token)["gen"]
+    token = _forge(app, identity=account.id, gen=generation, type=kind)
+    await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+def _claims_of(app, token: str) -> dict:
+    return jwt.decode(token, state_of(app).settings.jwt_secret_key, algorithms=["HS256"])
+
+
 async def test_token_of_a_deleted_user(app, client, make_account):
     account = await make_account()
     async with state_of(app).db.session() as session:
@@ -278,6 +318,30 @@ async def test_token_with_a_non_integer_generation(app, client, make_account, ge
     account = await make_account()
     token = _forge(app, identity=account.id, gen=generation)
     await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+
+
+async def test_the_login_access_token_names_its_refresh_token(app, client, make_account):
+    account = await make_account()
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    tokens = await login.get_json()
+    access = _claims_of(app, tokens["access_token"])
+    refresh = _claims_of(app, tokens["refresh_token"])
+    assert (access["rjti"], access["rexp"]) == (refresh["jti"], refresh["exp"])
+    assert "rjti" not in refresh
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"rjti": 5, "rexp": 2**40}, {"rjti": "r"}, {"rexp": 2**40}, {"rjti": "r", "rexp": "soon"}],
+)
+async def test_token_with_a_malformed_refresh_reference(app, client, make_account, claims):
+    account = await make_account()
+    generation = _claims_of(app, account.access_token)["gen"]
+    token = _forge(app, identity=account.id, gen=generation, **claims)
+    error = await _error(await client.get("/auth/me", headers=_bearer(token)), 401)
+    assert error["code"] == "token_invalid"
 
 
 async def test_a_token_without_generation_passes_only_for_an_account_from_before(
@@ -330,22 +394,103 @@ async def test_register_a_case_variant_of_a_taken_name_or_address_is_409(client,
     assert (await _error(response, 409))["code"] == "conflict"
 
 
+# Look-alikes: U+0130 (capital I with dot above) folds to "i" plus a combining dot above, which
+# is not "i"; PostgreSQL's lower() turned it into "i", SQLite's left every non-ASCII letter alone.
+DOTTED_I = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"
+SAME_ADDRESS = [  # (taken, variant): the same canonical address
+    ("user@example.org", fullwidth("u") + "ser@example.org"),
+    (fullwidth("u") + "ser@example.org", "user@example.org"),
+    ("Ümlaut@x.org", "ümlaut@x.org"),
+    ("ümlaut@x.org", "ÜMLAUT@x.org"),
+    ("Straße@x.org", "strasse@x.org"),
+]
+OTHER_ADDRESS = [  # (taken, other): distinct canonical addresses, on both databases
+    ("info@x.org", DOTTED_I + "nfo@x.org"),
+    (DOTTED_I + "nfo@x.org", "info@x.org"),
+    ("umlaut@x.org", "ümlaut@x.org"),
+]
+
+
+async def _register(client, username: str, email: str) -> int:
+    response = await client.post(
+        "/auth/register", json={**NEW_USER, "username": username, "email": email}
+    )
+    return response.status_code
+
+
+@pytest.mark.parametrize(("taken", "variant"), SAME_ADDRESS)
+async def test_register_an_address_with_a_taken_canonical_form_is_409(client, taken, variant):
+    assert await _register(client, "first", taken) == 201
+    assert await _register(client, "second", variant) == 409
+
+
+@pytest.mark.parametrize(("taken", "other"), OTHER_ADDRESS)
+async def test_register_an_address_with_another_canonical_form_is_201(client, taken, other):
+    assert await _register(client, "first", taken) == 201
+    assert await _register(client, "second", other) == 201
+
+
+async def _register_user(app, username: str, email: str) -> str:
+    """Through the service, as `taskapi create-user` does (the HTTP schema allows only ASCII
+    usernames): "created" or the error's message."""
+    state = state_of(app)
+    try:
+        async with state.db.connection() as connection:
+            await register_user(
+                connection, state.passwords, username=username, email=email, password=PASSWORD
+            )
+    except APIError as error:
+        return f"{error.status} {error.message}"
+    return "created"
+
+
+@pytest.mark.parametrize(
+    ("taken", "variant", "outcome"),
+    [
+        ("user", fullwidth("user"), "409 Username or email already exists"),
+        ("Ümlaut", "ümlaut", "409 Username or email already exists"),
+        ("straße", "STRASSE", "409 Username or email already exists"),
+        ("info", DOTTED_I + "nfo", "created"),
+        ("alice", "al" + DOTTED_I + "ce", "created"),
+        ("umlaut", "ümlaut", "created"),
+    ],
+)
+async def test_usernames_are_taken_by_their_canonical_form(app, clean_db, taken, variant, outcome):
+    assert await _register_user(app, taken, "first@example.org") == "created"
+    assert await _register_user(app, variant, "second@example.org") == outcome
+
+
 @pytest.mark.parametrize(
     "variant",
     [
         {"username": "ALICE", "email": "bob@example.com"},
+        {"username": fullwidth("alice"), "email": "bob@example.com"},
         {"username": "bob", "email": "ALICE@example.com"},
+        {"username": "bob", "email": fullwidth("alice") + "@example.com"},
     ],
 )
-async def test_the_database_refuses_a_case_variant_that_skipped_the_check(app, clean_db, variant):
-    """What decides a race between two registrations: the unique indexes on lower()."""
+async def test_the_database_refuses_a_canonical_duplicate_that_skipped_the_check(
+    app, clean_db, variant
+):
+    """What decides a race between two registrations: the unique indexes on the canonical
+    columns."""
     insert = text(
-        "INSERT INTO users (username, email, password_hash) VALUES (:username, :email, 'x')"
+        "INSERT INTO users (username, username_canonical, email, email_canonical, password_hash) "
+        "VALUES (:username, :username_canonical, :email, :email_canonical, 'x')"
     )
+
+    def row(username: str, email: str) -> dict[str, str]:
+        return {
+            "username": username,
+            "username_canonical": canonical(username),
+            "email": email,
+            "email_canonical": canonical(email),
+        }
+
     async with state_of(app).db.engine.connect() as connection:
-        await connection.execute(insert, {"username": "alice", "email": "alice@example.com"})
+        await connection.execute(insert, row("alice", "alice@example.com"))
         with pytest.raises(IntegrityError):
-            await connection.execute(insert, variant)
+            await connection.execute(insert, row(**variant))
         await connection.rollback()
 
 
@@ -362,16 +507,32 @@ async def test_register_keeps_the_local_part_and_lowercases_the_domain(app, clea
     assert user.email == "Mixed.Case@example.com"
 
 
-async def test_login_matches_the_username_in_any_case(client, make_account):
-    account = await make_account(username="CaseUser")
-    for name in ("caseuser", "CASEUSER", "CaseUser"):
-        response = await client.post(
-            "/auth/login", json={"username": name, "password": account.password}
-        )
-        assert response.status_code == 200, name
+@pytest.mark.parametrize(
+    ("registered", "typed", "status"),
+    [
+        ("CaseUser", "caseuser", 200),
+        ("CaseUser", "CASEUSER", 200),
+        ("CaseUser", "CaseUser", 200),
+        ("alice", fullwidth("alice"), 200),
+        ("alice", fullwidth("ALICE"), 200),
+        ("alice", "al" + DOTTED_I + "ce", 401),
+        ("alice", "al\N{LATIN SMALL LETTER DOTLESS I}ce", 401),
+        ("Ümlaut", "ümlaut", 200),
+        ("Ümlaut", "ÜMLAUT", 200),
+        ("Ümlaut", "umlaut", 401),
+    ],
+)
+async def test_login_matches_exactly_the_names_with_the_same_canonical_form(
+    client, make_account, registered, typed, status
+):
+    account = await make_account(username=registered)
+    response = await client.post("/auth/login", json={"username": typed, "password": PASSWORD})
+    assert response.status_code == status, await response.get_data(as_text=True)
+    if status == 200:
         token = (await response.get_json())["access_token"]
         me = await client.get("/auth/me", headers=_bearer(token))
-        assert (await me.get_json())["data"]["username"] == "CaseUser"
+        assert (await me.get_json())["data"]["id"] == account.id
+        assert (await me.get_json())["data"]["username"] == registered  # shown as given
 
 
 @pytest.mark.parametrize("password", ["password", "PASSWORD", "12345678", "iloveyou", "qwertyuiop"])

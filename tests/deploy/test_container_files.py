@@ -14,10 +14,37 @@ import shutil
 import yaml
 
 from taskapi.settings import PROJECT_ROOT
+from tests.unit_filters import SYSTEM_CALL_GROUP
 
 CONTAINERFILE = (PROJECT_ROOT / "Containerfile").read_text()
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "config/compose.yaml").read_text())
 SECRET_NAMES = ("*.env", "*.pem", "*.key")
+# Every unit's sandbox: what the API unit had, plus the system call filter, no W+X memory and
+# a /proc without other users' processes.
+UNIT_HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "SystemCallArchitectures=native",
+    f"SystemCallFilter={SYSTEM_CALL_GROUP}",
+    "CapabilityBoundingSet=",
+    "UMask=0077",
+)
 # What the image may copy from the build context: the files it reads, none of them a secret.
 # Not config/ itself: the README has operators keep compose.env and certs/privkey.pem there.
 ALLOWED_COPY_SOURCES = {
@@ -177,3 +204,39 @@ def test_the_image_copies_only_allowed_sources_that_hold_no_secrets():
         assert root.exists(), source
         for path in [root, *root.rglob("*")]:
             assert not any(fnmatch.fnmatch(path.name, name) for name in SECRET_NAMES), path
+
+
+def test_compose_fills_in_every_placeholder_of_the_nginx_site():
+    """The nginx image runs envsubst over its templates with the variables matching
+    NGINX_ENVSUBST_FILTER that are set: each of the site's placeholders must be one of them."""
+    nginx = COMPOSE["services"]["nginx"]
+    site = (PROJECT_ROOT / "config/nginx/taskapi.conf").read_text()
+    placeholders = set(re.findall(r"\$\{(TASKAPI_[A-Z_]+)\}", site))
+    environment = nginx["environment"]
+    selected = {
+        name for name in environment if re.search(environment["NGINX_ENVSUBST_FILTER"], name)
+    }
+    assert placeholders and placeholders <= selected, placeholders - selected
+    assert any(
+        v.endswith("/etc/nginx/templates/default.conf.template:ro") for v in nginx["volumes"]
+    )
+
+
+def test_every_systemd_unit_has_the_whole_sandbox():
+    units = sorted((PROJECT_ROOT / "config/systemd").glob("*.service"))
+    assert len(units) == 3
+    for unit in units:
+        service = unit.read_text().split("[Service]", 1)[1].split("\n[", 1)[0]
+        lines = {line.strip() for line in service.splitlines()}
+        missing = [setting for setting in UNIT_HARDENING if setting not in lines]
+        assert not missing, (unit.name, missing)
+
+
+def test_every_base_image_is_pinned_by_digest():
+    """A tag can be moved under us; a digest names one image. Both stages share the base: the
+    runtime stage runs the virtualenv (and its compiled extensions) the build stage made."""
+    bases = re.findall(r"^FROM\s+(\S+)", CONTAINERFILE, re.M)
+    assert len(bases) == 2
+    for base in bases:
+        assert re.fullmatch(r"[a-z0-9./_-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
+    assert len(set(bases)) == 1, bases

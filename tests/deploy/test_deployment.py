@@ -5,15 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
+import re
 import shutil
+import signal
+import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from taskapi.settings import PROJECT_ROOT
-from tests.deployment import BIN, ApiInstance, HttpsClient, Nginx, production_env
+from tests.deployment import (
+    BIN,
+    SERVER_NAME,
+    ApiInstance,
+    HttpsClient,
+    Nginx,
+    nginx_binary,
+    production_env,
+    site_values,
+    unverified_tls,
+    write_main_config,
+)
 from tests.services import free_port, poll, unavailable
 
 
@@ -74,6 +92,48 @@ def test_plain_http_redirects_to_https(stack):
     assert response.status == 301
     location = response.getheader("Location")
     assert location == f"https://localhost:{nginx.https_port}/api/tasks/?status=pending"
+
+
+def _bytes_answered(port: int, request: bytes, server_name: str | None = "") -> bytes:
+    """Everything nginx sends back to one raw request before it closes the connection, over
+    plain TCP, or over TLS naming `server_name` (None: no SNI) when it is not ""."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        stream: socket.socket = raw
+        if server_name != "":
+            stream = unverified_tls().wrap_socket(raw, server_hostname=server_name)
+        stream.sendall(request)
+        received = b""
+        while chunk := stream.recv(65536):
+            received += chunk
+        return received
+
+
+def test_only_the_server_name_is_served(stack):
+    """Another Host, or none, is closed with no answer (so no Location is built from it); a
+    TLS handshake naming another server, or none, is refused; the server's name works."""
+    _, nginx = stack
+    client = HttpsClient(nginx.https_port)
+    token = _register_and_login(client, "dave")
+    post = (
+        f"POST /api/tasks/ HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
+        '{"title":"t"}'
+    ).encode()
+    for request in (post, b"GET /health HTTP/1.0\r\n\r\n"):
+        assert _bytes_answered(nginx.http_port, request) == b""
+        assert _bytes_answered(nginx.https_port, request, SERVER_NAME) == b""
+    for server_name in ("evil.example", None):
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            _bytes_answered(nginx.https_port, b"GET /health HTTP/1.0\r\n\r\n", server_name)
+
+    status, _, listed = client.request("GET", "/api/tasks/", None, token)
+    assert (status, listed["data"]) == (200, [])  # the POSTs never reached the API
+    assert client.request("GET", "/health")[0] == 200
+    redirect = _bytes_answered(
+        nginx.http_port,
+        f"GET / HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert redirect.startswith(b"HTTP/1.1 301")
 
 
 def test_the_whole_flow_through_https(stack):
@@ -180,6 +240,120 @@ async def test_a_rolling_restart_loses_no_request(stack):
     failures = [o for o in outcomes if o != 200]
     assert len(outcomes) > 50
     assert failures == [], sorted({repr(f) for f in failures})[:5]
+
+
+def test_the_readmes_envsubst_command_gives_a_config_nginx_accepts(tmp_path):
+    """The README's own command (its variable list) fills in every placeholder of the site and
+    leaves nginx's variables alone; `nginx -t` accepts the result."""
+    envsubst = shutil.which("envsubst")
+    if envsubst is None:
+        unavailable("envsubst is not installed (apt-get install gettext-base)")
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    names = re.search(r"envsubst '([^']+)' \\\n  < config/nginx/taskapi\.conf", readme)
+    assert names is not None, "the README's envsubst command"
+    values = site_values(tmp_path, free_port(), free_port(), [free_port(), free_port()], "1m")
+    site = subprocess.run(
+        [str(envsubst), names.group(1)],
+        input=(PROJECT_ROOT / "config/nginx/taskapi.conf").read_text(),
+        env={**values, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "${TASKAPI_" not in site
+    assert "$request_uri" in site and "$host" in site  # nginx's own variables survive
+    (tmp_path / "taskapi.conf").write_text(site)
+    write_main_config(tmp_path, tmp_path / "taskapi.conf")
+    checked = subprocess.run(
+        [nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_services_run_under_the_units_system_call_filters(
+    postgres_server, redis_server, tmp_path
+):
+    """SystemCallFilter=@system-service and MemoryDenyWriteExecute=yes, as systemd would install
+    them (tests/unit_filters.py), on the migration, the API (hypercorn with uvloop, asyncpg,
+    argon2, Redis) and the worker (arq): a whole flow works, jobs included."""
+    if shutil.which("systemd-analyze") is None:
+        unavailable("systemd-analyze is not installed (apt-get install systemd)")
+    confined = (sys.executable, "-m", "tests.unit_filters")
+
+    def confined_python(code: str) -> subprocess.CompletedProcess[str]:
+        command = [*confined, sys.executable, "-c", code]
+        return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+
+    # the filters are in force: a call outside the group kills, W+X memory is refused
+    assert confined_python("import os; os.chroot('/')").returncode == -signal.SIGSYS
+    writable_code = "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)"
+    assert "PermissionError" in confined_python(writable_code).stderr
+
+    redis_server.flush()
+    database_url = postgres_server.create_database(f"confined_{int(time.time() * 1000) % 10**9}")
+    env = production_env(database_url, redis_server.url)
+    migrate = subprocess.run(
+        [*confined, str(BIN / "taskapi"), "db", "upgrade"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+    )
+    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
+    api = ApiInstance(free_port(), env, tmp_path / "api.log", wrapper=confined)
+    worker = None
+    try:
+        api.start()
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [*confined, str(BIN / "arq"), "worker.WorkerSettings"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        assert api.process is not None
+        status = Path(f"/proc/{api.process.pid}/status").read_text()
+        assert "Seccomp_filters:\t2" in status, status
+        _run_a_flow_with_a_job(api.port)
+        assert api.process.poll() is None and worker.poll() is None
+    finally:
+        if worker is not None:
+            worker.terminate()
+            assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        assert api.stop() == 0, (tmp_path / "api.log").read_text()[-3000:]
+
+
+def _run_a_flow_with_a_job(port: int) -> None:
+    """Register, log in, create a task, have the worker process it, log out."""
+
+    def call(method: str, path: str, body: object = None, token: str = "") -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body)
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else {}
+
+    account = {"username": "confined", "email": "c@example.com", "password": "e2e-password"}
+    assert call("POST", "/auth/register", account)[0] == 201
+    status, tokens = call("POST", "/auth/login", account)
+    assert status == 200
+    token = tokens["access_token"]
+    status, created = call("POST", "/api/tasks/", {"title": "t", "description": "d"}, token)
+    assert status == 201
+    task_id = created["data"]["id"]
+    status, queued = call("POST", f"/api/tasks/{task_id}/process", None, token)
+    assert status == 202
+    job_path = "/api/tasks/process/status/" + queued["job_id"]
+    poll(lambda: call("GET", job_path, None, token)[1]["status"] == "complete", "the job", 30)
+    assert call("GET", f"/api/tasks/{task_id}", None, token)[1]["data"]["status"] == "completed"
+    assert call("GET", "/health/ready")[1]["checks"] == {"database": "ok", "redis": "ok"}
+    assert call("POST", "/auth/logout", None, token)[0] == 204
 
 
 def test_systemd_units_verify(tmp_path):

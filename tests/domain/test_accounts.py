@@ -15,6 +15,7 @@ from taskapi.domain.accounts import delete_user
 from taskapi.domain.models import User
 from taskapi.settings import Settings
 from tests.conftest import PASSWORD, create_account, empty_tables, state_of
+from tests.lookalikes import fullwidth
 from tests.services import RedisServer
 from tests.test_cli import run
 
@@ -114,8 +115,9 @@ async def test_an_account_forced_onto_a_deleted_id_accepts_none_of_the_old_token
     async with state.db.engine.begin() as connection:  # as a database that reuses ids would
         await connection.execute(
             text(
-                "INSERT INTO users (id, username, email, password_hash) "
-                "VALUES (:id, 'squatter', 'squatter@example.com', :hash)"
+                "INSERT INTO users (id, username, username_canonical, email, email_canonical, "
+                "password_hash) VALUES (:id, 'squatter', 'squatter', 'squatter@example.com', "
+                "'squatter@example.com', :hash)"
             ),
             {"id": leaver.id, "hash": await state.passwords.hash(PASSWORD)},
         )
@@ -173,11 +175,12 @@ async def test_delete_user_command_removes_the_account_and_its_tasks(tmp_path):
     )
     assert created.returncode == 0, created.stderr
 
-    deleted = run("delete-user", "--username", "LEAVER", "--yes", DATABASE_URL=url)
+    typed = fullwidth("LEAVER")  # matched by its canonical form, as at login
+    deleted = run("delete-user", "--username", typed, "--yes", DATABASE_URL=url)
     again = run("delete-user", "--username", "leaver", "--yes", DATABASE_URL=url)
 
     assert deleted.returncode == 0, deleted.stderr
-    assert "deleted user 'LEAVER'" in deleted.stdout
+    assert f"deleted user {typed!r}" in deleted.stdout
     assert again.returncode != 0
     assert "no user 'leaver'" in again.stderr
 

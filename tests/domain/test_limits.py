@@ -97,3 +97,25 @@ async def test_a_named_limit_adds_to_the_defaults(make_apps, clock):
     attempt = {"username": "nobody", "password": "wrong-password"}
     statuses = [(await client.post("/auth/login", json=attempt)).status_code for _ in "abc"]
     assert statuses == [401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "key"),
+    [
+        ("203.0.113.9", 64, "ip:203.0.113.9"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "ip:2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", 64, "ip:2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", 64, "ip:2001:db8:1:2::/64"),  # one spelling per network
+        ("2001:db8:1:3::1", 64, "ip:2001:db8:1:3::/64"),
+        ("2001:db8:1:2::1", 48, "ip:2001:db8:1::/48"),
+        ("2001:db8:1:2::1", 128, "ip:2001:db8:1:2::1/128"),
+        ("::ffff:203.0.113.9", 64, "ip:203.0.113.9"),  # IPv4-mapped: the IPv4 address
+        ("::ffff:cb00:7109", 64, "ip:203.0.113.9"),
+        ("fe80::1%eth0", 64, "ip:fe80::/64"),
+        ("::1", 64, "ip:::/64"),
+        ("unknown", 64, "ip:unknown"),
+        ("not an address|x", 64, "ip:not%20an%20address%7Cx"),  # never holds a `|`
+    ],
+)
+def test_an_address_key_is_the_ipv4_address_or_the_ipv6_network(address, prefix, key):
+    assert limits.address_key(address, prefix) == key

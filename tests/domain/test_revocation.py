@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
 
 from taskapi.domain.cache import Entry, slot_for
 from taskapi.domain.revocation import PREFIX, read_revoked, revocation_part
 from taskapi.domain.viewer import Viewer
+from taskapi.http.tokens import issue_access_token, verify_token
 from taskapi.infra.redis_script import ScriptBook
 from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
 
@@ -35,12 +37,83 @@ async def test_logout_revokes_the_access_token(make_apps, backend):
         assert refused.status_code == 401
         assert refused.headers["WWW-Authenticate"] == "Bearer"
         assert (await refused.get_json())["error"]["code"] == "token_revoked"
-    # the refresh token was not given, so it still works
+
+
+async def _refresh(client, refresh_token: str):
+    return await client.post("/auth/refresh", headers={"Authorization": f"Bearer {refresh_token}"})
+
+
+async def _refused_as_revoked(response) -> None:
+    assert response.status_code == 401, await response.get_data(as_text=True)
+    assert (await response.get_json())["error"]["code"] == "token_revoked"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_logout_with_the_access_token_alone_revokes_its_refresh_token(make_apps, backend):
+    """The access token names the refresh token it was issued with: logging out with the
+    access token alone revokes the pair."""
+    (app,) = await make_apps(1, backend=backend)
+    client = app.test_client()
+    account = await create_account(app)
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    await _refused_as_revoked(await _refresh(client, account.refresh_token))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_logout_with_a_refreshed_access_token_revokes_the_refresh_token(make_apps, backend):
+    """An access token from /auth/refresh names the refresh token that made it."""
+    (app,) = await make_apps(1, backend=backend)
+    client = app.test_client()
+    account = await create_account(app)
+    refreshed = await _refresh(client, account.refresh_token)
+    access = (await refreshed.get_json())["access_token"]
+    logout = await client.post("/auth/logout", headers={"Authorization": f"Bearer {access}"})
+    assert logout.status_code == 204
+    await _refused_as_revoked(await _refresh(client, account.refresh_token))
+
+
+async def test_logout_on_one_instance_revokes_the_refresh_token_on_the_other(make_apps):
+    first, second = await make_apps(2)
+    account = await create_account(first)
     assert (
-        await client.post(
-            "/auth/refresh", headers={"Authorization": f"Bearer {account.refresh_token}"}
-        )
-    ).status_code == 200
+        await first.test_client().post("/auth/logout", headers=account.headers)
+    ).status_code == 204
+    await _refused_as_revoked(await _refresh(second.test_client(), account.refresh_token))
+
+
+async def test_each_revocation_lives_as_long_as_its_token(make_apps):
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    assert (
+        await app.test_client().post("/auth/logout", headers=account.headers)
+    ).status_code == 204
+    state = app.extensions["taskapi"]
+    ttls = sorted(
+        [await state.redis.client.ttl(k) for k in await state.redis.client.keys(PREFIX + b"*")]
+    )
+    access, refresh = state.settings.access_token_expires, state.settings.refresh_token_expires
+    assert len(ttls) == 2
+    assert access - 5 <= ttls[0] <= access
+    assert refresh - 5 <= ttls[1] <= refresh
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_access_token_that_names_no_refresh_token_revokes_only_itself(make_apps, backend):
+    """Access tokens issued before the claim existed: logout works as it did."""
+    (app,) = await make_apps(1, backend=backend)
+    client = app.test_client()
+    account = await create_account(app)
+    async with app.app_context():
+        claims = verify_token(account.access_token)
+        old = issue_access_token(account.id, account.role, claims.generation)
+    assert "rjti" not in jwt.decode(old, options={"verify_signature": False})
+    assert (
+        await client.post("/auth/logout", headers={"Authorization": f"Bearer {old}"})
+    ).status_code == 204
+    assert (
+        await client.get("/auth/me", headers={"Authorization": f"Bearer {old}"})
+    ).status_code == 401
+    assert (await _refresh(client, account.refresh_token)).status_code == 200
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -81,18 +154,6 @@ async def test_logout_on_one_instance_is_honoured_by_the_other(make_apps):
     assert (await second.test_client().get("/auth/me", headers=account.headers)).status_code == 200
     await first.test_client().post("/auth/logout", headers=account.headers)
     assert (await second.test_client().get("/auth/me", headers=account.headers)).status_code == 401
-
-
-async def test_revocation_lives_as_long_as_the_token(make_apps, redis_server):
-    (app,) = await make_apps(1)
-    account = await create_account(app)
-    await app.test_client().post("/auth/logout", headers=account.headers)
-    state = app.extensions["taskapi"]
-    keys = await state.redis.client.keys(PREFIX + b"*")
-    assert len(keys) == 1
-    ttl = await state.redis.client.ttl(keys[0])
-    remaining = state.settings.access_token_expires
-    assert remaining - 5 <= ttl <= remaining
 
 
 @pytest.mark.parametrize(

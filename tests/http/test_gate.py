@@ -7,10 +7,12 @@ import asyncio
 import pytest
 from sqlalchemy import delete
 
+from taskapi.domain import limits
 from taskapi.domain.limits import parse_limits
 from taskapi.domain.models import User
 from taskapi.http.gate import LIMITS_ATTRIBUTE
 from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
+from tests.domain.test_limits import StillClock
 from tests.services import redis_commands_during
 
 
@@ -270,26 +272,180 @@ async def test_a_revoked_token_spends_its_address_budget_not_the_users(make_apps
     assert statuses == [200, 200, 429]  # the user's own 2 were untouched by the revoked token
 
 
-async def test_failed_logins_for_one_username_are_limited_across_addresses(make_apps):
-    """10 failures per 15 minutes per username, shared by every instance, whatever the address;
-    other usernames are unaffected."""
-    first, second = await make_apps(2, **LIMITED)
-    account = await create_account(first)
-    clients = [first.test_client(), second.test_client()]
-    wrong = {"username": account.username, "password": "wrong-password"}
+async def _apps(make_apps, backend: str, **overrides):
+    """Two instances sharing Redis, or the one process of the embedded default."""
+    return await make_apps(2 if backend == "redis" else 1, backend=backend, **overrides)
 
-    async def attempt(i: int, body: dict[str, str]) -> tuple[int, str | None]:
-        response = await clients[i % 2].post(
-            "/auth/login", json=body, scope_base={"client": (f"203.0.113.{i}", 40000)}
-        )
-        return response.status_code, response.headers.get("Retry-After")
 
-    results = [await attempt(i, wrong) for i in range(11)]
-    assert [status for status, _ in results[:10]] == [401] * 10
-    status, retry_after = results[10]
-    assert status == 429
-    assert retry_after is not None and 1 <= int(retry_after) <= 15 * 60
+def _login(apps, i: int, body: dict[str, str], address: str):
+    """A login through the i-th request's instance, from `address`."""
+    client = apps[i % len(apps)].test_client()
+    return client.post("/auth/login", json=body, scope_base={"client": (address, 40000)})
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+@pytest.mark.parametrize("guesses", [10, 100])
+async def test_guesses_from_rotating_addresses_never_lock_the_owner_out(
+    make_apps, backend, guesses
+):
+    """The owner keeps logging in from an address they have logged in from; the guesser gets
+    at most TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT's 20 guesses (across instances)."""
+    apps = await _apps(make_apps, backend, **LIMITED)
+    account = await create_account(apps[0])
     right = {"username": account.username, "password": account.password}
-    assert (await attempt(50, right))[0] == 429  # even the right password, for now
-    other = {"username": "someone-else", "password": "wrong-password"}
-    assert (await attempt(51, other))[0] == 401
+    wrong = {"username": account.username, "password": "wrong-password"}
+    usual = "192.0.2.10"
+    assert (await _login(apps, 0, right, usual)).status_code == 200
+    statuses = [
+        (await _login(apps, i, wrong, f"203.0.113.{i}")).status_code for i in range(guesses)
+    ]
+    assert set(statuses) <= {401, 429}
+    assert len(statuses) - statuses.count(429) == min(guesses, 20)  # passwords checked
+    for i in range(2):  # on each instance
+        assert (await _login(apps, 1 + i, right, usual)).status_code == 200
+    # an address new to the account waits while the guessers have spent its budget
+    first_time = await _login(apps, 0, right, "198.51.100.77")
+    assert first_time.status_code == (429 if guesses >= 20 else 200)
+
+
+async def test_a_day_of_guessing_gets_at_most_twice_the_daily_budget(make_apps, monkeypatch):
+    """'20 per day': 20 at once, then one every 72 minutes, so at most 40 in any 24 hours (a
+    guess every 10 minutes for a day, on the in-process limiter's clock)."""
+    clock = StillClock()
+    monkeypatch.setattr(limits, "time", clock)
+    (app,) = await make_apps(1, backend="memory", **LIMITED)
+    account = await create_account(app)
+    wrong = {"username": account.username, "password": "wrong-password"}
+    statuses = []
+    for i in range(24 * 6 + 1):
+        statuses.append((await _login([app], 0, wrong, f"10.0.{i // 256}.{i % 256}")).status_code)
+        clock.now += 600
+    assert 20 < statuses.count(401) <= 40, statuses.count(401)
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_failures_lock_only_that_address_for_that_account(make_apps, backend):
+    apps = await _apps(make_apps, backend, ratelimit_login="100 per minute", **LIMITED)
+    alice, bob = await create_account(apps[0]), await create_account(apps[0])
+    wrong = {"username": alice.username, "password": "wrong-password"}
+    here = "198.51.100.40"
+    assert [(await _login(apps, i, wrong, here)).status_code for i in range(5)] == [401] * 5
+    right = {"username": alice.username, "password": alice.password}
+    refused = await _login(apps, 5, right, here)
+    assert refused.status_code == 429  # this address's 5 per 15 minutes are spent
+    assert 1 <= int(refused.headers["Retry-After"]) <= 180
+    error = (await refused.get_json())["error"]
+    assert error["code"] == "rate_limited"
+    assert error["message"].startswith("Too many failed logins for this username")
+    assert (await _login(apps, 6, right, "198.51.100.41")).status_code == 200
+    bobs = {"username": bob.username, "password": bob.password}
+    assert (await _login(apps, 7, bobs, here)).status_code == 200
+
+
+async def test_the_failed_login_budgets_are_settings(make_apps):
+    apps = await make_apps(
+        2,
+        ratelimit_login_failures_per_address="2 per minute",
+        ratelimit_login_failures_per_account="3 per day",
+        **LIMITED,
+    )
+    wrong = {"username": "someone", "password": "wrong-password"}
+    here = [(await _login(apps, i, wrong, "198.51.100.50")).status_code for i in range(3)]
+    assert here == [401, 401, 429]
+    elsewhere = [(await _login(apps, i, wrong, f"203.0.113.{i}")).status_code for i in range(3)]
+    assert elsewhere == [401, 429, 429]  # 2 of the account's 3 were spent above
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_unknown_and_existing_usernames_are_limited_alike(make_apps, backend):
+    apps = await _apps(make_apps, backend, **LIMITED)
+    account = await create_account(apps[0])
+    answers = {}
+    for name in (account.username, "no-such-user"):
+        body = {"username": name, "password": "wrong-password"}
+        responses = [await _login(apps, i, body, f"203.0.113.{i}") for i in range(25)]
+        answers[name] = [(r.status_code, (await r.get_json())["error"]) for r in responses]
+    assert answers[account.username] == answers["no-such-user"]
+    assert [status for status, _ in answers["no-such-user"]] == [401] * 20 + [429] * 5
+
+
+async def test_concurrent_guesses_cannot_overdraw_the_account_budget(make_apps):
+    apps = await make_apps(2, **LIMITED)
+    account = await create_account(apps[0])
+    wrong = {"username": account.username, "password": "wrong-password"}
+    responses = await asyncio.gather(*(_login(apps, i, wrong, f"203.0.113.{i}") for i in range(40)))
+    statuses = [r.status_code for r in responses]
+    assert (statuses.count(401), statuses.count(429)) == (20, 20)
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_an_ipv6_client_has_one_budget_per_64_behind_a_trusted_proxy(make_apps, backend):
+    (app,) = await make_apps(
+        1,
+        backend=backend,
+        trusted_proxies="10.0.0.0/8",
+        ratelimit_default="3 per minute",
+        **LIMITED,
+    )
+    client = app.test_client()
+
+    async def status_from(forwarded: str) -> int:
+        response = await client.get(
+            "/auth/me",
+            scope_base={"client": ("10.1.2.3", 40000)},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return response.status_code
+
+    assert [await status_from(f"2001:db8:1:2::{i}") for i in range(1, 4)] == [401] * 3
+    assert [await status_from(f"2001:db8:1:2:{i}::9") for i in range(1, 4)] == [429] * 3
+    assert await status_from("2001:db8:1:3::1") == 401  # the next /64
+    # an IPv4-mapped address is its IPv4 address
+    assert [await status_from("203.0.113.9") for _ in range(3)] == [401] * 3
+    assert await status_from("::ffff:203.0.113.9") == 429
+    assert await status_from("203.0.113.10") == 401
+
+
+async def test_the_ipv6_prefix_is_a_setting(make_apps):
+    (app,) = await make_apps(
+        1,
+        trusted_proxies="10.0.0.0/8",
+        ratelimit_default="1 per minute",
+        ratelimit_ipv6_prefix=128,
+        **LIMITED,
+    )
+    client = app.test_client()
+    for i in range(1, 4):
+        response = await client.get(
+            "/auth/me",
+            scope_base={"client": ("10.1.2.3", 40000)},
+            headers={"X-Forwarded-For": f"2001:db8:1:2::{i}"},
+        )
+        assert response.status_code == 401
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_login_failures_are_counted_per_ipv6_64_too(make_apps, backend):
+    (app,) = await make_apps(
+        1,
+        backend=backend,
+        trusted_proxies="10.0.0.0/8",
+        ratelimit_login="100 per minute",
+        **LIMITED,
+    )
+    account = await create_account(app)
+    client = app.test_client()
+
+    async def login(password: str, forwarded: str) -> int:
+        response = await client.post(
+            "/auth/login",
+            json={"username": account.username, "password": password},
+            scope_base={"client": ("10.1.2.3", 40000)},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return response.status_code
+
+    wrong = [await login("wrong-password", f"2001:db8:5:6::{i}") for i in range(1, 6)]
+    assert wrong == [401] * 5
+    assert await login(account.password, "2001:db8:5:6::99") == 429  # the same /64
+    assert await login(account.password, "2001:db8:5:7::1") == 200

@@ -4,10 +4,12 @@ fails part-way leaves nothing behind (on SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from taskapi.domain.accounts import delete_user
 from taskapi.domain.models import Task, User
+from taskapi.infra.db import is_foreign_key_violation
 from tests.conftest import state_of
 
 
@@ -42,3 +44,18 @@ async def test_a_transaction_that_fails_part_way_writes_nothing(app, make_accoun
     async with state_of(app).db.connection() as connection:
         owned = await connection.scalar(select(Task.id).where(Task.owner_id == account.id))
     assert owned is not None
+
+
+async def test_a_foreign_key_violation_is_told_apart_from_other_refusals(app, make_account):
+    """On both databases: a task for a missing owner is a foreign-key violation, a task with
+    a status its CHECK constraint refuses is not."""
+    account = await make_account()
+    async with state_of(app).db.connection() as connection:
+        with pytest.raises(IntegrityError) as missing_owner:
+            await connection.execute(insert(Task).values(title="t", owner_id=account.id + 1000))
+        with pytest.raises(IntegrityError) as checked:
+            await connection.execute(
+                insert(Task).values(title="t", owner_id=account.id, status="bogus")
+            )
+    assert is_foreign_key_violation(missing_owner.value)
+    assert not is_foreign_key_violation(checked.value)

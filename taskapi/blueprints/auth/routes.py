@@ -17,10 +17,12 @@ from taskapi.blueprints.auth.schemas import (
     TokenPair,
 )
 from taskapi.domain import accounts as service
+from taskapi.domain.limits import LoginCharge
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
 from taskapi.http.docs import empty_response, errors
 from taskapi.http.gate import (
+    current_admission,
     current_claims,
     current_viewer,
     default_limits,
@@ -30,7 +32,7 @@ from taskapi.http.gate import (
 )
 from taskapi.http.responses import json_response, no_content, success
 from taskapi.http.state import AppState, app_state
-from taskapi.http.tokens import TokenClaims, issue_access_token, issue_refresh_token, verify_token
+from taskapi.http.tokens import TokenClaims, issue_access_token, issue_tokens, verify_token
 from taskapi.http.validation import json_body, parse_body
 from taskapi.infra.redis_pool import RedisUnavailable
 
@@ -73,18 +75,20 @@ async def register(data: RegisterRequest) -> Response:
 async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
     state = app_state()
-    await _refuse_a_guessed_name(state, data.username)
+    charge = await _charge_the_attempt(state, data.username)
     user = await service.authenticate(
         await request_connection(), state.passwords, data.username, data.password
     )
-    if user is None:
-        with contextlib.suppress(RedisUnavailable):
-            await state.login_failures.record_failure(data.username)
+    if user is None:  # the charge stands: it was a failure
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
+    if charge is not None:
+        with contextlib.suppress(RedisUnavailable):
+            await state.login_failures.succeeded(charge)
+    access_token, refresh_token = issue_tokens(user.id, user.role, user.token_generation)
     return json_response(
         {
-            "access_token": issue_access_token(user.id, user.role, user.token_generation),
-            "refresh_token": issue_refresh_token(user.id, user.token_generation),
+            "access_token": access_token,
+            "refresh_token": refresh_token,
             "token_type": "bearer",
             "expires_in": state.settings.access_token_expires,
         }
@@ -98,11 +102,11 @@ async def login(data: LoginRequest) -> Response:
 @document_response(AccessToken, 200)
 @errors(401, 429, 503)
 async def refresh() -> Response:
-    """A new access token for the holder of a refresh token."""
-    viewer = current_viewer()
+    """A new access token for the holder of a refresh token (it names that refresh token)."""
+    viewer, claims = current_viewer(), current_claims()
     return json_response(
         {
-            "access_token": issue_access_token(viewer.id, viewer.role, current_claims().generation),
+            "access_token": issue_access_token(viewer.id, viewer.role, claims.generation, claims),
             "token_type": "bearer",
             "expires_in": app_state().settings.access_token_expires,
         }
@@ -139,37 +143,44 @@ async def me() -> Response:
 @empty_response("Logged out: the token(s) are revoked until they would have expired.")
 @errors(400, 401, 413, 415, 429, 503)
 async def logout() -> Response:
-    """Revoke the presented access token (and `refresh_token` from the body, if given)."""
+    """Revoke the presented access token, the refresh token it names, and `refresh_token`
+    from the body, if given."""
     viewer, claims, state = current_viewer(), current_claims(), app_state()
-    refresh_claims = None
+    revoked = {claims.jti: claims.expires_at}
+    if claims.refresh_jti is not None:
+        revoked[claims.refresh_jti] = claims.refresh_expires_at
     if (await request.get_data()).strip():
         data = await parse_body(LogoutRequest, invalid_status=400)
         if data.refresh_token is not None:
             refresh_claims = _own_refresh_token(data.refresh_token, viewer.id)
+            if refresh_claims is not None:
+                revoked[refresh_claims.jti] = refresh_claims.expires_at
     try:
-        await state.revocations.revoke(claims.jti, claims.expires_at)
-        if refresh_claims is not None:
-            await state.revocations.revoke(refresh_claims.jti, refresh_claims.expires_at)
+        for jti, expires_at in revoked.items():
+            await state.revocations.revoke(jti, expires_at)
     except RedisUnavailable:
         raise APIError(503, "Cannot log out right now. Try again shortly.") from None
     return no_content()
 
 
-async def _refuse_a_guessed_name(state: AppState, username: str) -> None:
-    """429 while the username's budget of failed logins (from any address) is spent."""
+async def _charge_the_attempt(state: AppState, username: str) -> LoginCharge | None:
+    """Charge this attempt to the account's failed-login budgets before the password is
+    checked: 429 when this address's, or (from an address new to the account) the account's,
+    is spent. None when Redis cannot answer and rate limits fail open."""
     try:
-        wait = await state.login_failures.retry_after(username)
+        charge = await state.login_failures.charge(username, current_admission().address)
     except RedisUnavailable:
         if state.settings.ratelimit_fail_open:
-            return
+            return None
         raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
-    if wait:
+    if charge.retry_after:
         raise APIError(
             429,
             "Too many failed logins for this username. Try again later.",
             code="rate_limited",
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(charge.retry_after)},
         )
+    return charge
 
 
 def _own_refresh_token(token: str, user_id: int) -> TokenClaims | None:
