@@ -16,6 +16,7 @@ from quart.typing import TestClientProtocol
 from sqlalchemy import select, text, update
 
 from taskapi.app import create_app
+from taskapi.blueprints.health import READINESS, ReadinessCache
 from taskapi.domain.accounts import register_user
 from taskapi.domain.effects import TaskEffects
 from taskapi.domain.limits import MemoryLoginFailures
@@ -135,7 +136,8 @@ def state_of(app: Quart) -> AppState:
 
 async def empty_tables(app: Quart) -> None:
     """Empty the tables and every store the app keeps in this process, so that a test starts
-    as a fresh process would: no answer, revocation, budget, role or job of an earlier test."""
+    as a fresh process would: no answer, revocation, budget, role, job or readiness of an
+    earlier test."""
     state = state_of(app)
     if isinstance(state.jobs, InProcessQueue):
         await state.jobs.clear()  # first: a job still running could write after the wipe
@@ -156,6 +158,8 @@ async def empty_tables(app: Quart) -> None:
     gate.memory_gcra.clear()
     verified: VerifiedTokens = app.extensions["taskapi.tokens"]
     verified.clear()
+    readiness: ReadinessCache = app.extensions[READINESS]
+    readiness.clear()
 
 
 NO_EFFECTS = TaskEffects(None, None)  # a write through the service, with no cache or jobs
