@@ -146,6 +146,10 @@ class RoleCache:
         role, generation = account
         return role if generation == claims.generation else None
 
+    def clear(self) -> None:
+        """Forget every remembered role (what a fresh process knows)."""
+        self._entries.clear()
+
 
 async def delete_user(
     connection: AsyncConnection, cache: ResponseCache | None, user_id: int

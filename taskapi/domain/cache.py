@@ -129,6 +129,12 @@ class ResponseCache:
                 connection_pool_class=lambda **_: client.connection_pool,
             )
 
+    async def clear(self) -> None:
+        """Forget every entry kept in this process; with Redis, nothing (its entries are
+        shared, and aiocache's clear() there is FLUSHDB)."""
+        if self.pool is None and self._backend is not None:
+            await self._backend.clear(namespace=NAMESPACE)  # each entry, and its timer
+
     @property
     def backend(self) -> BaseCache:
         if self._backend is None:

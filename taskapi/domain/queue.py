@@ -212,6 +212,12 @@ class InProcessQueue:
             record.status = "failed"
         record.finished_at = time.monotonic()
 
+    async def clear(self) -> None:
+        """Let the jobs still running finish, then forget every job (what a fresh process
+        knows)."""
+        await self.close()
+        self._records.clear()
+
     def _forget_old(self) -> None:
         horizon = time.monotonic() - self.settings.job_keep_result_seconds
         old = [k for k, r in self._records.items() if r.finished_at and r.finished_at < horizon]

@@ -56,6 +56,10 @@ class MemoryRevocations:
         until = self._until.get(jti)
         return until is not None and until > time.time()
 
+    def clear(self) -> None:
+        """Forget every revocation (what a fresh process knows)."""
+        self._until.clear()
+
 
 class RedisRevocations:
     """Revocations in Redis: one key per jti with a TTL of the token's remaining lifetime."""

@@ -172,6 +172,7 @@ class Gate:
     def init_app(self, app: Quart) -> None:
         app.before_request(self.admit)
         app.after_request(self.finish)
+        app.extensions["taskapi.gate"] = self
         self.app = app
 
     def policy(self, endpoint: str) -> tuple[Policy, tuple[Limit, ...]]:

@@ -7,9 +7,19 @@ import time
 import jwt
 import pytest
 
-from taskapi.domain.revocation import PREFIX
+from taskapi.domain.cache import Entry, slot_for
+from taskapi.domain.revocation import PREFIX, read_revoked, revocation_part
+from taskapi.domain.viewer import Viewer
 from taskapi.http.tokens import issue_access_token, verify_token
-from tests.conftest import create_account
+from taskapi.infra.redis_script import ScriptBook
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 BACKENDS = ["redis", "memory"]
 
@@ -201,3 +211,54 @@ async def test_revocation_holds_when_the_rate_limiter_asks_for_it(make_apps):
         assert response.status_code == 401, (method, path)
         assert (await response.get_json())["error"]["code"] == "token_revoked"
     assert (await client.get("/auth/me", headers=other.headers)).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limits", [False, True], ids=["limits-off", "limits-on"])
+async def test_a_revoked_token_is_refused_before_its_cached_answers(make_apps, backend, limits):
+    """The token's answers are cached (and, with the role cache on, its role remembered) when
+    it is logged out: it gets 401, never a HIT, while a fresh token of the same user does hit."""
+    (app,) = await make_apps(
+        1, backend=backend, ratelimit_enabled=limits, ratelimit_default="1000 per minute"
+    )
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    urls = [f"/api/tasks/{(await created.get_json())['data']['id']}", "/api/tasks/"]
+    for url in urls:
+        await client.get(url, headers=account.headers)
+        assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    for url in urls:
+        refused = await client.get(url, headers=account.headers)
+        assert refused.status_code == 401, url
+        assert "X-Cache" not in refused.headers
+        assert (await refused.get_json())["error"]["code"] == "token_revoked"
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    fresh = {"Authorization": f"Bearer {(await login.get_json())['access_token']}"}
+    for url in urls:  # the cached answers are still there: the refusal came first
+        assert (await client.get(url, headers=fresh)).headers["X-Cache"] == "HIT"
+
+
+async def test_the_gates_script_skips_the_cached_answer_of_a_revoked_token(make_apps):
+    """The composed Redis step on its own (no HTTP): the revocation fragment runs first and a
+    revoked token's cache fragment reads nothing, although the entry is there."""
+    (app,) = await make_apps(1)
+    state = app.extensions["taskapi"]
+    slot = slot_for("list", Viewer(7, "user"), None, "http://localhost", "")
+    await state.cache.put(slot.key(0), "list", Entry(200, {}, b"cached"))
+    scripts = ScriptBook(state.redis)
+
+    async def step(jti: str) -> tuple[bool, list]:
+        reply = await scripts.run("test", [revocation_part(jti), state.cache.part(slot)])
+        return read_revoked(reply["revoked"]), reply["cache"]
+
+    revoked, values = await step("live")
+    assert not revoked
+    assert state.cache.read(slot, values).entry == Entry(200, {}, b"cached")
+    await state.revocations.revoke("dead", int(time.time()) + 60)
+    revoked, values = await step("dead")
+    assert revoked
+    assert values == [None, None]
