@@ -19,11 +19,15 @@ run: $(STAMP)
 	$(BIN)/taskapi init-db --demo
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/taskapi serve
 
+# pytest runs in a random order (pytest-randomly, a dev dependency; the seed is printed first
+# and last): replay one with `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order
+# with `PYTEST_ARGS="-p no:randomly"`.
+PYTEST_ARGS ?=
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: $(STAMP)
 	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/http/test_openapi_fuzz.py

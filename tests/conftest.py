@@ -14,14 +14,21 @@ from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.app import create_app
+from taskapi.blueprints.health import READINESS, ReadinessCache
+from taskapi.domain import work
 from taskapi.domain.accounts import register_user
 from taskapi.domain.parts import Parts
-from taskapi.http.tokens import issue_tokens
+from taskapi.domain.tasks import TASKS, create_task
+from taskapi.domain.viewer import Viewer
+from taskapi.http.tokens import VerifiedTokens, issue_tokens
 from taskapi.infra.db import Database
+from taskapi.infra.memory.login_failures import MemoryLoginFailures
+from taskapi.infra.memory.queue import InProcessQueue
+from taskapi.infra.memory.state import MemoryAnswers, MemoryGatekeeper, MemoryRevocations
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -51,11 +58,29 @@ def shared_settings(postgres_server: PostgresServer) -> Settings:
     return result
 
 
+# The role cache's time (TASKAPI_USER_CACHE_SECONDS): off, as config/testing.toml has it, and
+# on, as production's default. The gate's test modules run their tests both ways:
+#     @pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+#     def user_cache_seconds(request): return request.param
+PRODUCTION_USER_CACHE_SECONDS: float = Settings.model_fields["user_cache_seconds"].default
+ROLE_CACHE_SECONDS = [0.0, PRODUCTION_USER_CACHE_SECONDS]
+ROLE_CACHE_IDS = ["role-cache-off", "role-cache-on"]
+
+
 @pytest.fixture
-async def make_apps(shared_settings: Settings, redis_server: RedisServer) -> AsyncIterator[Any]:
+def user_cache_seconds() -> float | None:
+    """The role cache time of `make_apps`' apps; None: the testing configuration's."""
+    return None
+
+
+@pytest.fixture
+async def make_apps(
+    shared_settings: Settings, redis_server: RedisServer, user_cache_seconds: float | None
+) -> AsyncIterator[Any]:
     """Factory: `await make_apps(2, ratelimit_enabled=True)` → app instances, as processes would
     be, on one PostgreSQL and one Redis (emptied first). `backend="memory"` leaves Redis out."""
     redis_server.flush()
+    defaults = {} if user_cache_seconds is None else {"user_cache_seconds": user_cache_seconds}
     async with contextlib.AsyncExitStack() as stack:
         emptied = False
 
@@ -64,7 +89,8 @@ async def make_apps(shared_settings: Settings, redis_server: RedisServer) -> Asy
             redis_url = redis_server.url if backend == "redis" else ""
             apps = []
             for _ in range(count):
-                application = create_app(shared_settings.replace(redis_url=redis_url, **overrides))
+                chosen = {**defaults, **overrides}
+                application = create_app(shared_settings.replace(redis_url=redis_url, **chosen))
                 await stack.enter_async_context(application.test_app())
                 apps.append(application)
             if not emptied:
@@ -126,13 +152,50 @@ def state_of(app: Quart) -> Parts:
 
 
 async def empty_tables(app: Quart) -> None:
+    """Empty the tables and every store the app keeps in this process, so that a test starts
+    as a fresh process would: no answer, revocation, budget, role, job or readiness of an
+    earlier test."""
     state = state_of(app)
+    if isinstance(state.queue, InProcessQueue):
+        await state.queue.clear()  # first: a job still running could write after the wipe
     async with state.db.engine.begin() as connection:
         if state.settings.is_sqlite:
             await connection.execute(text("DELETE FROM tasks"))
             await connection.execute(text("DELETE FROM users"))
         else:
             await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
+    for store in (state.answers, state.revocations, state.login_failures, state.gatekeeper):
+        if isinstance(store, MemoryAnswers):
+            await store.clear()
+        elif isinstance(store, MemoryRevocations | MemoryLoginFailures):
+            store.clear()
+        elif isinstance(store, MemoryGatekeeper):
+            store.gcra.clear()
+    state.roles.clear()
+    verified: VerifiedTokens = app.extensions["taskapi.tokens"]
+    verified.clear()
+    readiness: ReadinessCache = app.extensions[READINESS]
+    readiness.clear()
+
+
+async def tasks_sharing_one_created_at(app: Quart, owner_id: int, count: int) -> list[int]:
+    """`count` tasks of one owner with one `created_at`, oldest id first: created in one
+    transaction, which on PostgreSQL shares one CURRENT_TIMESTAMP; SQLite's clock moves between
+    statements, so there the times are then set equal."""
+    state = state_of(app)
+    viewer = Viewer(owner_id, "user")
+    async with work.transaction(state.db, state.effects) as unit:
+        rows = [await create_task(unit, viewer, {"title": f"tied {i}"}) for i in range(count)]
+        ids = [row.id for row in rows]
+        if state.settings.is_sqlite:
+            await unit.connection.execute(
+                update(TASKS).where(TASKS.c.id.in_(ids)).values(created_at=rows[0].created_at)
+            )
+        stamps = await unit.connection.scalars(
+            select(TASKS.c.created_at).where(TASKS.c.id.in_(ids)).distinct()
+        )
+        assert len(list(stamps)) == 1
+    return ids
 
 
 @pytest.fixture
@@ -229,3 +292,13 @@ def client_as(client: TestClientProtocol, make_account: Any) -> Any:
         return ApiClient(client, await make_account(role))
 
     return factory
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The random order's seed again at the end (pytest-randomly prints it first), with how to
+    replay it."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and config.getoption("randomly_reorganize", True):
+        terminalreporter.write_line(
+            f"random order: --randomly-seed={seed} replays it, -p no:randomly runs in file order"
+        )

@@ -48,6 +48,10 @@ class ReadinessCache:
         # a caller that goes away does not cancel the check the others wait for
         return await asyncio.shield(self._running)
 
+    def clear(self) -> None:
+        """Forget the last answer (what a fresh process knows)."""
+        self._answer, self._fresh_until = None, 0.0
+
     async def _check(self, run: Callable[[], Awaitable[Answer]]) -> Answer:
         started = self._clock()
         try:

@@ -142,6 +142,10 @@ class RoleCache:
         role, current = account
         return role if current == generation else None
 
+    def clear(self) -> None:
+        """Forget every remembered role (what a fresh process knows)."""
+        self._entries.clear()
+
 
 async def delete_user(unit: UnitOfWork, user_id: int) -> bool:
     """Delete an account and its tasks, in the unit's transaction; False when there was none.

@@ -159,6 +159,10 @@ class VerifiedTokens:
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every verified token (what a fresh process knows)."""
+        self._entries.clear()
+
 
 def _decode(token: str) -> TokenClaims:
     try:

@@ -25,7 +25,8 @@ async def test_user_acting_on_another_users_task_is_403_and_changes_nothing(
     task = await owner.create_task(title="private", description="mine")
     response = await _call(intruder, method, f"/api/tasks/{task['id']}", body)
     assert response.status_code == 403
-    assert (await response.get_json())["error"]["code"] == "forbidden"
+    error = (await response.get_json())["error"]
+    assert error == {"code": "forbidden", "message": "You are not allowed to access this task."}
     after = (await (await owner.get(f"/api/tasks/{task['id']}")).get_json())["data"]
     assert after == task
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import tasks_sharing_one_created_at
 from tests.services import until
 
 
@@ -343,6 +344,24 @@ async def test_keyset_pagination_walks_every_task_once(client_as):
             url = None
     assert seen == ids[::-1]
     assert pages == 3
+
+
+async def test_pages_of_one_walk_tasks_created_at_one_instant_newest_id_first(app, client_as):
+    """Tasks that share a `created_at` (several created in one PostgreSQL transaction do) are
+    told apart by id: a page of one task each, following the Link header, gives each once."""
+    api = await client_as()
+    tied = await tasks_sharing_one_created_at(app, api.account.id, 3)
+    seen, stamps, url = [], set(), "/api/tasks/?limit=1"
+    while url:
+        response = await api.get(url)
+        body = await response.get_json()
+        seen += [t["id"] for t in body["data"]]
+        stamps |= {t["created_at"] for t in body["data"]}
+        assert len(seen) <= len(tied), seen  # no page twice
+        link = response.headers.get("Link")
+        url = link.removeprefix("<").split(">;")[0] if link else None
+    assert seen == tied[::-1]
+    assert len(stamps) == 1
 
 
 async def test_pagination_keeps_the_status_filter(client_as):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import create_account
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 BACKENDS = ["redis", "memory"]
 
@@ -56,6 +63,64 @@ async def test_no_user_is_served_another_users_cached_data(make_apps, backend):
         await client.get(f"/api/tasks/{alices['id']}", headers=alice.headers)
     ).status_code == 200
     assert (await client.get(f"/api/tasks/{alices['id']}", headers=bob.headers)).status_code == 403
+
+
+async def _titles(response) -> list[str]:
+    return sorted(t["title"] for t in (await response.get_json())["data"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("query", ["", "?limit=10", "?status=pending"])
+async def test_lists_are_cached_per_caller_when_their_versions_are_equal(make_apps, backend, query):
+    """Two users and an admin who have each written once: every owner's list is at version 1,
+    so only the caller's scope in the key keeps one caller's answer from another."""
+    (app,) = await make_apps(1, backend=backend)
+    alice, bob = await create_account(app), await create_account(app)
+    admin = await create_account(app, "admin")
+    client = app.test_client()
+    for account in (alice, bob, admin):
+        await _create(client, account, title=f"{account.username}'s secret")
+    every = sorted(f"{a.username}'s secret" for a in (alice, bob, admin))
+    expected = {
+        alice.id: [f"{alice.username}'s secret"],
+        bob.id: [f"{bob.username}'s secret"],
+        admin.id: every,
+    }
+    url = f"/api/tasks/{query}"
+    for account in (alice, bob, admin):  # each first read is the caller's own, not a neighbour's
+        first = await client.get(url, headers=account.headers)
+        assert first.headers["X-Cache"] == "MISS", account.role
+        assert await _titles(first) == expected[account.id]
+    for account in (bob, admin, alice):
+        again = await client.get(url, headers=account.headers)
+        assert again.headers["X-Cache"] == "HIT"
+        assert await _titles(again) == expected[account.id]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_tasks_detail_is_cached_per_caller(make_apps, backend):
+    """One task's detail has one version for every caller: the owner's cached answer is never
+    another user's, and the admin gets its own entry."""
+    (app,) = await make_apps(1, backend=backend)
+    alice, bob = await create_account(app), await create_account(app)
+    admin = await create_account(app, "admin")
+    client = app.test_client()
+    tasks = {a.id: await _create(client, a, title=f"{a.username}'s") for a in (alice, bob, admin)}
+    for task in tasks.values():
+        url = f"/api/tasks/{task['id']}"
+        owner = next(a for a in (alice, bob, admin) if a.id == task["owner_id"])
+        for _ in range(2):  # the owner's answer is now cached
+            assert (await client.get(url, headers=owner.headers)).status_code == 200
+        for account in (alice, bob, admin):
+            response = await client.get(url, headers=account.headers)
+            if account.role == "admin" or account is owner:
+                assert response.status_code == 200
+                assert (await response.get_json())["data"]["title"] == task["title"]
+            else:
+                assert response.status_code == 403, (account.username, task["title"])
+                assert response.headers["X-Cache"] == "MISS"
+    admins_view = await client.get(f"/api/tasks/{tasks[alice.id]['id']}", headers=admin.headers)
+    assert admins_view.headers["X-Cache"] == "HIT"  # the admin's own entry, cached above
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -118,11 +183,14 @@ async def test_a_write_on_one_instance_invalidates_the_others_cache(make_apps):
     assert (await after.get_json())["data"]["title"] == "v2"
 
 
-async def test_errors_are_not_cached(make_apps):
-    (app,) = await make_apps(1)
-    account = await create_account(app)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_errors_are_not_cached(make_apps, backend):
+    (app,) = await make_apps(1, backend=backend)
+    account, other = await create_account(app), await create_account(app)
     client = app.test_client()
-    for _ in range(2):
-        response = await client.get("/api/tasks/999999", headers=account.headers)
-        assert response.status_code == 404
-        assert response.headers["X-Cache"] == "MISS"
+    others = await _create(client, other)
+    for url, status in (("/api/tasks/999999", 404), (f"/api/tasks/{others['id']}", 403)):
+        for _ in range(2):
+            response = await client.get(url, headers=account.headers)
+            assert response.status_code == status
+            assert response.headers["X-Cache"] == "MISS"

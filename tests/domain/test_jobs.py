@@ -99,6 +99,28 @@ async def test_a_create_queues_its_email_and_drops_cached_lists_in_one_round_tri
     assert mail.message["Subject"] == "Task Created: Buy milk"
 
 
+async def test_the_creation_email_job_names_its_creator_and_request(make_apps):
+    """The job a create queues says who asked (whose job status it is) and the request id its
+    log lines carry."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    response = await app.test_client().post(
+        "/api/tasks/", headers=account.headers, json={"title": "t"}
+    )
+    assert response.status_code == 201
+    state = app.extensions["taskapi"]
+    (key,) = await state.redis.client.keys(b"arq:job:*")
+    job_id = key.decode().removeprefix("arq:job:")
+    info = await Job(job_id, state.redis.client, _deserializer=deserialize_job).info()
+    assert info is not None and info.function == "send_task_created_email"
+    assert info.kwargs == {
+        "requested_by": account.id,
+        "request_id": response.headers["X-Request-ID"],
+    }
+    view = await state.queue.view(job_id)
+    assert (view.status, view.requested_by) == ("queued", account.id)
+
+
 async def test_email_is_retried_after_an_smtp_failure(make_apps, caplog):
     with smtp_sink(failures=1) as sink:
         (app,) = await make_apps(1, smtp_url=sink.url, **FAST)
@@ -232,6 +254,20 @@ async def test_embedded_process_flow_needs_no_servers(make_apps):
     done = await _poll_status(client, owner, status_url, "complete")
     assert done["result"]["new_description"] == "d [Processed]"
     assert (await client.get(status_url, headers=other.headers)).status_code == 404
+
+
+async def test_processing_a_task_twice_through_the_api_marks_it_once(make_apps):
+    (app,) = await make_apps(1, backend="memory")
+    account = await create_account(app)
+    client = app.test_client()
+    task = await _create(client, account, description="d")
+    url = f"/api/tasks/{task['id']}"
+    for _ in range(2):
+        response = await client.post(f"{url}/process", headers=account.headers)
+        assert response.status_code == 202
+        await _poll_status(client, account, (await response.get_json())["status_url"], "complete")
+    data = (await (await client.get(url, headers=account.headers)).get_json())["data"]
+    assert (data["description"], data["status"]) == ("d [Processed]", "completed")
 
 
 async def test_embedded_email_goes_through_smtp_when_configured(make_apps):

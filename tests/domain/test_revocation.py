@@ -7,9 +7,19 @@ import time
 import jwt
 import pytest
 
+from taskapi.domain.cache import CachePolicy
+from taskapi.domain.viewer import Viewer
 from taskapi.http.tokens import issue_access_token, verify_token
 from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
-from tests.conftest import create_account, redis_of
+from taskapi.infra.stores import Entry, GateQuery
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, redis_of
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 BACKENDS = ["redis", "memory"]
 
@@ -200,3 +210,51 @@ async def test_revocation_holds_when_the_rate_limiter_asks_for_it(make_apps):
         assert response.status_code == 401, (method, path)
         assert (await response.get_json())["error"]["code"] == "token_revoked"
     assert (await client.get("/auth/me", headers=other.headers)).status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limits", [False, True], ids=["limits-off", "limits-on"])
+async def test_a_revoked_token_is_refused_before_its_cached_answers(make_apps, backend, limits):
+    """The token's answers are cached (and, with the role cache on, its role remembered) when
+    it is logged out: it gets 401, never a HIT, while a fresh token of the same user does hit."""
+    (app,) = await make_apps(
+        1, backend=backend, ratelimit_enabled=limits, ratelimit_default="1000 per minute"
+    )
+    account = await create_account(app)
+    client = app.test_client()
+    created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
+    urls = [f"/api/tasks/{(await created.get_json())['data']['id']}", "/api/tasks/"]
+    for url in urls:
+        await client.get(url, headers=account.headers)
+        assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+    assert (await client.post("/auth/logout", headers=account.headers)).status_code == 204
+    for url in urls:
+        refused = await client.get(url, headers=account.headers)
+        assert refused.status_code == 401, url
+        assert "X-Cache" not in refused.headers
+        assert (await refused.get_json())["error"]["code"] == "token_revoked"
+    login = await client.post(
+        "/auth/login", json={"username": account.username, "password": account.password}
+    )
+    fresh = {"Authorization": f"Bearer {(await login.get_json())['access_token']}"}
+    for url in urls:  # the cached answers are still there: the refusal came first
+        assert (await client.get(url, headers=fresh)).headers["X-Cache"] == "HIT"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_gatekeeper_skips_the_cached_answer_of_a_revoked_token(make_apps, backend):
+    """The gate's shared-state step on its own (no HTTP): revocation is asked first, and a
+    revoked token's cache lookup reads nothing, although the entry is there."""
+    (app,) = await make_apps(1, backend=backend)
+    state = app.extensions["taskapi"]
+    slot = CachePolicy(state.settings).slot("list", Viewer(7, "user"), None, "http://x", "")
+    assert slot is not None
+    await state.answers.put(slot.key(0), Entry(200, {}, b"cached"), slot.ttl)
+
+    live = await state.gatekeeper.admit(GateQuery(jti="live", slot=slot))
+    assert not live.revoked
+    assert live.lookup is not None and live.lookup.entry == Entry(200, {}, b"cached")
+    await state.revocations.revoke("dead", int(time.time()) + 60)
+    dead = await state.gatekeeper.admit(GateQuery(jti="dead", slot=slot))
+    assert dead.revoked
+    assert dead.lookup is None

@@ -11,9 +11,16 @@ from taskapi.domain.limits import limits_from
 from taskapi.domain.models import User
 from taskapi.http.policy import LIMITS_ATTRIBUTE
 from taskapi.settings import parse_rate_limits
-from tests.conftest import create_account, session_on
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, session_on
 from tests.domain.test_limits import StillClock, hold_clock
 from tests.services import redis_commands_during
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 LIMITED = {"ratelimit_enabled": True}
 

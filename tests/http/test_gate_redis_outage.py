@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import logging
 
-from tests.conftest import create_account
+import pytest
+
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
 from tests.services import until
+
+
+@pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
+def user_cache_seconds(request) -> float:
+    """Every test here runs with the role cache off (tests) and on (production)."""
+    return request.param
+
 
 RECOVERY_DEADLINE_SECONDS = 15.0
 

@@ -46,7 +46,10 @@ class InProcessQueue:
         self._records: dict[str, _Record] = {}
         self._running: set[asyncio.Task[None]] = set()
 
-    def clear(self) -> None:
+    async def clear(self) -> None:
+        """Let the jobs still running finish, then forget every job (what a fresh process
+        knows)."""
+        await self.close()
         self._records.clear()
 
     async def close(self) -> None:
