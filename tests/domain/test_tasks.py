@@ -98,14 +98,9 @@ async def test_a_page_asks_the_database_for_one_row_more_than_it_shows(app, make
     async with work.transaction(state.db, state.effects) as unit:
         for i in range(limit + 3):
             await create_task(unit, viewer, {"title": f"t{i}"})
-    event.listen(state.db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        async with state.db.engine.connect() as connection:
-            page, cursor = await list_tasks(
-                connection, viewer, status=None, limit=limit, after=None
-            )
-    finally:
-        event.remove(state.db.engine.sync_engine, "before_cursor_execute", record)
+    async with state.db.engine.connect() as connection:  # this connection's statements only
+        event.listen(connection.sync_connection, "before_cursor_execute", record)
+        page, cursor = await list_tasks(connection, viewer, status=None, limit=limit, after=None)
     assert len(page) == limit and cursor is not None
     ((statement, parameters),) = statements
     assert _limit_of(statement, list(parameters)) == limit + 1, (statement, parameters)
