@@ -388,6 +388,68 @@ async def test_invalid_limit_is_400(client_as, value):
     await _error(await api.get(f"/api/tasks/?limit={value}"), 400, "invalid_limit")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+5",
+        "%205",  # " 5"
+        "5%20",  # "5 "
+        "5_0",
+        "1.0",
+        "1e2",
+        "0x10",
+        "",
+        "%EF%BC%92",  # a full-width digit two
+        "0000002",  # seven digits
+    ],
+)
+async def test_limit_is_one_to_six_ascii_digits(client_as, value):
+    """Only ASCII digits make a limit, not what Python's or pydantic's int() would also take."""
+    api = await client_as()
+    error = await _error(await api.get(f"/api/tasks/?limit={value}"), 400, "invalid_limit")
+    assert error["message"] == "limit must be an integer from 1 to 100."
+
+
+@pytest.mark.parametrize("value", ["2", "02", "000002"])
+async def test_limit_may_have_leading_zeros_within_six_digits(client_as, value):
+    api = await client_as()
+    for i in range(3):
+        await api.create_task(title=f"t{i}")
+    response = await api.get(f"/api/tasks/?limit={value}")
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["meta"]["count"] == 2
+    assert "limit=2&" in response.headers["Link"]
+
+
+async def test_the_first_of_a_repeated_parameter_counts(client_as):
+    api = await client_as()
+    for i in range(3):
+        await api.create_task(title=f"t{i}", status="completed")
+    response = await api.get("/api/tasks/?limit=2&limit=abc&status=completed&status=done")
+    assert response.status_code == 200
+    assert (await response.get_json())["meta"]["count"] == 2
+
+
+async def test_an_empty_cursor_is_the_first_page(client_as):
+    api = await client_as()
+    task = await api.create_task()
+    response = await api.get("/api/tasks/?cursor=")
+    assert response.status_code == 200
+    assert [t["id"] for t in (await response.get_json())["data"]] == [task["id"]]
+
+
+async def test_the_first_bad_parameter_is_answered(client_as):
+    """status, then limit, then cursor: the order the contract's checks have always had."""
+    api = await client_as()
+    status = await _error(await api.get("/api/tasks/?cursor=x&limit=0&status=done"), 400)
+    assert status["message"] == "Invalid status filter. Use 'pending' or 'completed'."
+    assert status["code"] == "bad_request"
+    await _error(await api.get("/api/tasks/?cursor=x&limit=0"), 400, "invalid_limit")
+    cursor = await _error(await api.get("/api/tasks/?cursor=x"), 400, "invalid_cursor")
+    assert cursor["message"] == "Invalid cursor."
+
+
 def _cursor_at(stamp: str, row_id: int = 1) -> str:
     """A cursor as the API writes one (unpadded URL-safe base64 of `[time, id]`)."""
     raw = json.dumps([stamp, row_id]).encode()

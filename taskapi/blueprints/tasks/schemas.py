@@ -1,13 +1,23 @@
-"""The task schema family: Create, Replace (PUT), Patch, and what the API returns."""
+"""The task schema family: Create, Replace (PUT), Patch, the list's query, and what the API
+returns. The list's query model is the one that parses it, not only its documentation."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    model_validator,
+)
 
-from taskapi.http.validation import STORABLE
+from taskapi.domain.pagination import Cursor
+from taskapi.http.validation import STORABLE, Rejected
 
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=150), STORABLE
@@ -92,7 +102,41 @@ class TaskListEnvelope(BaseModel):
     meta: PageMeta
 
 
+MAX_LIMIT_DIGITS = 6  # leading zeros allowed, within reason
+
+
+def _ascii_digits(value: object) -> object:
+    """Only 1 to 6 ASCII digits make a limit of the query string: pydantic's int would also take
+    `+5`, ` 5`, `5_0` and `1.0`. The length bound also keeps int() off huge input."""
+    if isinstance(value, str) and not (
+        value.isascii() and value.isdigit() and len(value) <= MAX_LIMIT_DIGITS
+    ):
+        raise ValueError("not an integer of at most 6 digits")
+    return value
+
+
+def _cursor(token: object) -> Cursor | None:
+    """A token of `Cursor.encode`; an empty `cursor=` is no cursor, as if absent."""
+    if token is None or isinstance(token, Cursor):
+        return token
+    if not isinstance(token, str):
+        raise ValueError("not a cursor")
+    return Cursor.decode(token) if token else None
+
+
 class TaskListQuery(BaseModel):
-    status: Status | None = Field(default=None, description="Only tasks with this status.")
-    limit: int = Field(default=100, ge=1, le=100, description="Page size, 1-100.")
-    cursor: str | None = Field(default=None, description="`meta.next_cursor` of the last page.")
+    """The list's query string; each parameter declares the contract's answer to a bad value."""
+
+    status: Annotated[
+        Status | None, Rejected("Invalid status filter. Use 'pending' or 'completed'.")
+    ] = Field(default=None, description="Only tasks with this status.")
+    limit: Annotated[
+        int,
+        BeforeValidator(_ascii_digits),
+        Rejected("limit must be an integer from 1 to 100.", "invalid_limit"),
+    ] = Field(default=100, ge=1, le=100, description="Page size, 1-100.")
+    cursor: Annotated[
+        Cursor | None,
+        PlainValidator(_cursor, json_schema_input_type=str | None),
+        Rejected("Invalid cursor.", "invalid_cursor"),
+    ] = Field(default=None, description="`meta.next_cursor` of the last page.")
