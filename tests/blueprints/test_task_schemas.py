@@ -1,5 +1,5 @@
 """The task models themselves: TaskListQuery parses the list's query string with the contract's
-accepted set."""
+accepted set, and TaskOut writes a task's JSON as the API has always sent it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from taskapi.blueprints.tasks.schemas import TaskListQuery
+from taskapi.blueprints.tasks.schemas import TaskListQuery, TaskOut
 from taskapi.domain.pagination import Cursor
 
 AT = dt.datetime(2026, 12, 3, 10, 0, 0, 123456, tzinfo=dt.UTC)
@@ -39,3 +39,28 @@ def test_the_query_refuses_a_cursor_this_api_did_not_write():
 
 def test_an_empty_cursor_is_none():
     assert TaskListQuery.model_validate({"cursor": ""}).cursor is None
+
+
+@pytest.mark.parametrize(
+    ("stamp", "text"),
+    [
+        (AT, "2026-12-03T10:00:00.123456+00:00"),
+        (AT.replace(microsecond=0), "2026-12-03T10:00:00+00:00"),
+    ],
+)
+def test_task_out_writes_times_as_isoformat(stamp, text):
+    task = TaskOut(
+        id=1,
+        title="t",
+        description=None,
+        status="pending",
+        due_date=None,
+        created_at=stamp,
+        updated_at=stamp,
+        owner_id=2,
+    )
+    assert task.model_dump_json() == (
+        '{"id":1,"title":"t","description":null,"status":"pending","due_date":null,'
+        f'"created_at":"{text}","updated_at":"{text}","owner_id":2}}'
+    )
+    assert task.model_dump()["created_at"] == stamp  # Python mode keeps the datetime

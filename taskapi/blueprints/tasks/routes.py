@@ -14,15 +14,16 @@ from taskapi.blueprints.tasks.schemas import (
     TaskListQuery,
     TaskPatch,
     TaskReplace,
+    task_json,
+    tasks_json,
 )
 from taskapi.domain import tasks
-from taskapi.domain.models import task_payload
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import empty_response, errors, response_headers
 from taskapi.http.gate import current_viewer
 from taskapi.http.policy import cached, default_limits, login_required
-from taskapi.http.responses import no_content, success
+from taskapi.http.responses import encoded_json, no_content, success
 from taskapi.http.validation import json_body, query_args
 
 bp = Blueprint("tasks", __name__)
@@ -57,7 +58,7 @@ async def list_tasks(query: TaskListQuery) -> Response:
         next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(link)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return success(
-        [task_payload(task) for task in page],
+        encoded_json(tasks_json(page)),
         meta={"count": len(page), "next_cursor": token},
         headers=headers,
     )
@@ -76,7 +77,7 @@ async def create_task(data: TaskCreate) -> Response:
     async with request_unit() as unit:
         task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
-    return success(task_payload(task), 201, headers={"Location": location})
+    return success(encoded_json(task_json(task)), 201, headers={"Location": location})
 
 
 @bp.get(TASK_ID)
@@ -90,7 +91,7 @@ async def create_task(data: TaskCreate) -> Response:
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
     task = await tasks.get_task_for(await request_connection(), current_viewer(), task_id)
-    return success(task_payload(task))
+    return success(encoded_json(task_json(task)))
 
 
 @bp.put(TASK_ID)
@@ -104,7 +105,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
     async with request_unit() as unit:
         task = await tasks.update_task(unit, current_viewer(), task_id, data.model_dump())
-    return success(task_payload(task))
+    return success(encoded_json(task_json(task)))
 
 
 @bp.patch(TASK_ID)
@@ -121,7 +122,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
     async with request_unit() as unit:
         task = await tasks.update_task(unit, current_viewer(), task_id, changes)
-    return success(task_payload(task))
+    return success(encoded_json(task_json(task)))
 
 
 @bp.delete(TASK_ID)
