@@ -13,14 +13,8 @@ import click
 from alembic import command
 
 from taskapi.infra.migrate import alembic_config
-from taskapi.settings import (
-    GENERATE_SECRET,
-    PROJECT_ROOT,
-    Settings,
-    SettingsError,
-    load_settings,
-    secret_weakness,
-)
+from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
+from taskapi.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
 DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
 DEMO_PASSWORD = "password"
