@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import secrets
 import socket
 import sys
 from typing import Any
 
 import click
 from alembic import command
+from sqlalchemy.exc import SQLAlchemyError
 
 from taskapi.infra.migrate import alembic_config
 from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
@@ -49,6 +51,8 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = _settings()  # refuse a bad configuration before anything says "serving"
     _refuse_exposed_weak_secret(settings, host)
     _check_port_free(host, port)
+    if not _is_loopback(host):
+        _retire_the_published_demo_password(settings, host)
     config = Config.from_toml(PROJECT_ROOT / "config" / "hypercorn.toml")
     config.bind = [f"{host}:{port}"]
     # One worker runs in this process (hypercorn's 0), so its failure is this exit status:
@@ -73,6 +77,46 @@ def _refuse_exposed_weak_secret(settings: Settings, host: str) -> None:
             f"TASKAPI_JWT_SECRET_KEY: serving on HOST={host} (beyond loopback) needs a real "
             f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
         )
+
+
+def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
+    """Beyond loopback, a demo account must not open with the password the README publishes:
+    each one that still has it gets a random password, printed here once."""
+    try:
+        replaced = asyncio.run(_replace_demo_passwords(settings))
+    except (OSError, SQLAlchemyError) as error:
+        raise click.ClickException(
+            f"cannot check the demo accounts before serving on HOST={host} (beyond loopback): "
+            f"the database is unreachable ({type(error).__name__})"
+        ) from None
+    for username, password in replaced:
+        click.echo(
+            f"taskapi: demo account {username!r} had the published password; on HOST={host} "
+            f"(beyond loopback) its password is now {password}  (shown once)"
+        )
+
+
+async def _replace_demo_passwords(settings: Settings) -> list[tuple[str, str]]:
+    """Give every demo account that still has DEMO_PASSWORD a random one (and a new token
+    generation); the (username, password) pairs given."""
+    from sqlalchemy import inspect
+
+    from taskapi.domain.accounts import authenticate, replace_password
+
+    async def work(connection: Any, passwords: Any) -> list[tuple[str, str]]:
+        if not await connection.run_sync(lambda sync: inspect(sync).has_table("users")):
+            return []  # not migrated yet: no account at all
+        replaced = []
+        for username, _email, _role in DEMO_USERS:
+            user = await authenticate(connection, passwords, username, DEMO_PASSWORD)
+            if user is not None:
+                password = secrets.token_urlsafe(12)
+                await replace_password(connection, passwords, user.id, password)
+                replaced.append((user.username, password))
+        return replaced
+
+    result: list[tuple[str, str]] = await _in_transaction(settings, work)
+    return result
 
 
 def _check_port_free(host: str, port: int) -> None:
