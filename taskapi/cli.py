@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import secrets
 import socket
 import sys
@@ -16,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from taskapi.infra.migrate import alembic_config
 from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
-from taskapi.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+from taskapi.settings import CONFIG_DIR, Settings, SettingsError, load_settings
 
 DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
 DEMO_PASSWORD = "password"
@@ -44,7 +43,7 @@ def main() -> None:
 @click.option("--port", envvar="PORT", default=5000, type=int, show_default=True)
 @click.option("--workers", default=1, type=int, show_default=True, help="Development only.")
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with hypercorn, configured by config/hypercorn.toml."""
+    """Serve the API with hypercorn, configured by taskapi/config/hypercorn.toml."""
     from hypercorn.config import Config
     from hypercorn.run import run
 
@@ -53,16 +52,14 @@ def serve(host: str, port: int, workers: int) -> None:
     _check_port_free(host, port)
     if not _is_loopback(host):
         _retire_the_published_demo_password(settings, host)
-    config = Config.from_toml(PROJECT_ROOT / "config" / "hypercorn.toml")
+    config = Config.from_toml(CONFIG_DIR / "hypercorn.toml")
     config.bind = [f"{host}:{port}"]
     # One worker runs in this process (hypercorn's 0), so its failure is this exit status:
     # hypercorn's parent reports 0 when a spawned worker fails (pgjones/hypercorn#372).
     config.workers = 0 if workers == 1 else workers
-    config.application_path = "asgi:app"
+    config.application_path = "taskapi.asgi:app"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
-    os.chdir(PROJECT_ROOT)
-    sys.path.insert(0, str(PROJECT_ROOT))
     sys.exit(run(config))
 
 
@@ -193,7 +190,7 @@ def history() -> None:
 @click.option("-m", "--message", required=True)
 @click.option("--autogenerate", is_flag=True, help="Diff the models against the database.")
 def revision(message: str, autogenerate: bool) -> None:
-    """Create a new revision file in migrations/versions."""
+    """Create a new revision file in taskapi/migrations/versions."""
     command.revision(alembic_config(_settings()), message=message, autogenerate=autogenerate)
 
 

@@ -1,4 +1,5 @@
-"""One Settings object, read once at start-up from config/<env>.toml and the environment.
+"""One Settings object, read once at start-up from the package's config/<env>.toml and the
+environment.
 
 pydantic-settings reads the file and the variables and validates every value; a bad one is a
 `SettingsError` whose one line names the variable to fix, so no entry point starts serving on it.
@@ -36,8 +37,12 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config"
+# The defaults of each environment, shipped in the package (so an installed copy has them).
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+# The directory that holds the package: the checkout when run from one (then it has the
+# pyproject.toml), else the installation's site-packages.
+PROJECT_ROOT = CONFIG_DIR.parent.parent
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()
 ENVIRONMENTS = ("development", "testing", "production")
 ENV_PREFIX = "TASKAPI_"
 
@@ -265,8 +270,8 @@ def _require_scheme(url: str, schemes: tuple[str, ...], problem: str) -> None:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build the Settings for TASKAPI_ENV from config/<env>.toml, the environment and overrides
-    (each overriding the one before); `environ={}` ignores the process environment."""
+    """Build the Settings for TASKAPI_ENV from taskapi/config/<env>.toml, the environment and
+    overrides (each overriding the one before); `environ={}` ignores the process environment."""
     environ = os.environ if environ is None else environ
     for name, advice in REMOVED.items():
         field = name.removeprefix(ENV_PREFIX).lower()
@@ -276,6 +281,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if env not in ENVIRONMENTS:
         raise SettingsError(f"TASKAPI_ENV: must be one of {', '.join(ENVIRONMENTS)} (got {env!r})")
     toml_path = CONFIG_DIR / f"{env}.toml"
+    if not toml_path.is_file():
+        raise SettingsError(f"TASKAPI_ENV: {toml_path} is missing (reinstall taskapi)")
     values: dict[str, Any] = {}
     names: dict[str, str] = {}
     try:
@@ -394,8 +401,14 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
+def sqlite_root() -> Path:
+    """Where a relative SQLite path starts: the checkout when run from one, else the current
+    directory (an installed package: e.g. ./instance/taskapi.db where it is started)."""
+    return PROJECT_ROOT if IN_CHECKOUT else Path.cwd()
+
+
 def normalise_database_url(url: str | Settings) -> str:
-    """Pick the async driver for a URL and anchor a relative SQLite path at the project root."""
+    """Pick the async driver for a URL and anchor a relative SQLite path (see sqlite_root)."""
     url = url if isinstance(url, str) else url.database_url
     for sync_prefix, async_prefix in (
         ("postgres://", "postgresql+asyncpg://"),
@@ -408,5 +421,5 @@ def normalise_database_url(url: str | Settings) -> str:
     if url.startswith(prefix):
         path = url[len(prefix) :].split("?", 1)[0]
         if path and path != ":memory:" and not path.startswith("/"):
-            url = prefix + str(PROJECT_ROOT / path) + url[len(prefix) + len(path) :]
+            url = prefix + str(sqlite_root() / path) + url[len(prefix) + len(path) :]
     return url

@@ -11,6 +11,7 @@ import tomllib
 
 import pytest
 
+import taskapi.settings as settings_module
 from taskapi.secret_policy import (
     CONTEXT_WORDS,
     GENERATE_SECRET,
@@ -174,6 +175,15 @@ def test_replace_validates_like_load():
 def test_unknown_setting_is_refused():
     with pytest.raises(SettingsError, match="TASKAPI_CACHE_TTL: is not a setting"):
         load_settings(environ={}, cache_ttl=5)
+
+
+def test_a_missing_configuration_file_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(settings_module, "CONFIG_DIR", tmp_path)
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ={})
+    assert str(refused.value) == (
+        f"TASKAPI_ENV: {tmp_path / 'development.toml'} is missing (reinstall taskapi)"
+    )
 
 
 def test_production_starts_with_a_random_secret():
