@@ -89,7 +89,11 @@ def secret_weakness(secret: str) -> str | None:
     for marker in PLACEHOLDER_MARKERS:
         if marker in lowered:
             return f"looks like a placeholder (it contains {marker!r})"
-    if any(_alike(lowered, value.lower()) for value in committed_secrets()):
+    try:
+        committed = committed_secrets()
+    except OSError:
+        return f"cannot be compared with the committed values: {COMMITTED_SECRETS} is unreadable"
+    if any(_alike(lowered, value.lower()) for value in committed):
         return "appears in a file of the repository, or nearly (an example or development value)"
     digest = well_known_digest(secret)
     if digest is not None:

@@ -163,3 +163,17 @@ def test_the_random_share_separates_generated_from_made_up_values():
     ]
     assert min(generated) > MIN_RANDOM_SHARE + 0.05
     assert max(made_up) < MIN_RANDOM_SHARE
+
+
+def test_an_unreadable_list_of_committed_values_refuses_every_secret(monkeypatch, tmp_path):
+    import taskapi.secret_policy as policy
+
+    monkeypatch.setattr(policy, "COMMITTED_SECRETS", tmp_path / "missing.txt")
+    committed_secrets.cache_clear()
+    try:
+        weakness = secret_weakness(_generated("urlsafe", 32, 0))
+    finally:
+        committed_secrets.cache_clear()
+    assert weakness == (
+        f"cannot be compared with the committed values: {tmp_path / 'missing.txt'} is unreadable"
+    )
