@@ -84,7 +84,8 @@ def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
     except (OSError, SQLAlchemyError) as error:
         raise click.ClickException(
             f"cannot check the demo accounts before serving on HOST={host} (beyond loopback): "
-            f"the database is unreachable ({type(error).__name__})"
+            f"the database could not be read ({type(error).__name__}); is it up and migrated "
+            "(taskapi db upgrade)?"
         ) from None
     for username, password in replaced:
         click.echo(

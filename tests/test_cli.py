@@ -202,3 +202,17 @@ def test_serving_on_loopback_keeps_the_demo_password(tmp_path, sqlite_url):
     with serving(tmp_path / "serve.log", PORT=str(port), DATABASE_URL=sqlite_url) as output:
         assert login("127.0.0.1", port, "admin", "password") == 200
         assert "demo account" not in output()
+
+
+def test_serving_beyond_loopback_refuses_when_the_demo_accounts_cannot_be_checked():
+    result = run(
+        "serve",
+        HOST="0.0.0.0",
+        PORT=str(free_port()),
+        DATABASE_URL=f"postgresql://taskapi@127.0.0.1:{free_port()}/taskapi",  # nothing there
+        TASKAPI_JWT_SECRET_KEY=secrets.token_urlsafe(48),
+    )
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot check the demo accounts before serving on HOST=0.0.0.0")
+    assert "serving on http" not in result.stdout
