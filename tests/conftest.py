@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,30 @@ from tests.services import PostgresServer, RedisServer, running_postgres, runnin
 BACKENDS = ("sqlite", "postgres")
 PASSWORD = "correct-horse-battery"
 _names = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _taskapi_logging_restored() -> Iterator[None]:
+    """A test that starts a worker in this process leaves taskapi's logger configured (its own
+    handler, no propagation to the root where caplog listens): put it back as it was."""
+    logger = logging.getLogger("taskapi")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+
+
+@contextlib.contextmanager
+def taskapi_records(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """caplog sees taskapi's records even once a worker started in this process has turned
+    their propagation to the root logger off."""
+    logger = logging.getLogger("taskapi")
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

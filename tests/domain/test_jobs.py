@@ -13,7 +13,7 @@ from taskapi.domain.effects import TaskEffects
 from taskapi.domain.jobs import JobResources, deserialize_job, process_task
 from taskapi.infra.mail import Mailer
 from taskapi.worker_settings import build_worker_settings
-from tests.conftest import create_account
+from tests.conftest import create_account, taskapi_records
 from tests.services import redis_commands_during, until
 from tests.smtp import smtp_sink
 
@@ -126,7 +126,10 @@ async def test_email_is_retried_after_an_smtp_failure(make_apps, caplog):
         (app,) = await make_apps(1, smtp_url=sink.url, **FAST)
         account = await create_account(app)
         await _create(app.test_client(), account)
-        with caplog.at_level(logging.WARNING, logger="taskapi.domain.jobs"):
+        with (
+            caplog.at_level(logging.WARNING, logger="taskapi.domain.jobs"),
+            taskapi_records(caplog),
+        ):
             await run_worker_until_idle(settings_of(app))
         delivered = await sink.wait_for(1)
     assert sink.handler.refused == 1
@@ -139,7 +142,7 @@ async def test_email_gives_up_after_max_tries_with_an_error_log(make_apps, caplo
         (app,) = await make_apps(1, smtp_url=sink.url, job_max_tries=2, **FAST)
         account = await create_account(app)
         await _create(app.test_client(), account)
-        with caplog.at_level(logging.ERROR, logger="taskapi.domain.jobs"):
+        with caplog.at_level(logging.ERROR, logger="taskapi.domain.jobs"), taskapi_records(caplog):
             await run_worker_until_idle(settings_of(app))
     assert sink.handler.refused == 2
     assert sink.handler.delivered == []
@@ -212,7 +215,7 @@ async def test_create_succeeds_when_the_queue_is_down(make_apps, redis_server, c
     (app,) = await make_apps(1, revocation_fail_open=True)
     account = await create_account(app)
     redis_server.stop()
-    with caplog.at_level(logging.ERROR, logger="taskapi.blueprints.jobs"):
+    with caplog.at_level(logging.ERROR, logger="taskapi.domain.effects"):
         task = await _create(app.test_client(), account)
     assert f"could not enqueue send_task_created_email for task {task['id']}" in caplog.text
 
