@@ -51,7 +51,7 @@ lint: $(STAMP)
 
 lock: $(STAMP)
 	(echo '# Exact versions `make` installs (pip constraints). Regenerate: make lock'; \
-	 $(BIN)/python -m pip freeze --exclude-editable | grep -v '^taskapi') > requirements.lock
+	 $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e '^taskapi' -e '^pip==') > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mutants

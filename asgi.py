@@ -1,14 +1,6 @@
-"""hypercorn's entry point: `hypercorn --config config/hypercorn.toml asgi:app`."""
+"""hypercorn's entry point in a checkout: `hypercorn --config taskapi/config/hypercorn.toml
+asgi:app` (an installed package: `taskapi.asgi:app`)."""
 
-import sys
+from taskapi.asgi import app
 
-from taskapi.app import create_app
-from taskapi.infra.logs import configure_logging
-from taskapi.settings import SettingsError, load_settings
-
-try:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
-except SettingsError as error:
-    sys.exit(f"taskapi: configuration error: {error}")
+__all__ = ["app"]

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
+import secrets
 import socket
 import sys
 from typing import Any
 
 import click
 from alembic import command
+from sqlalchemy.exc import SQLAlchemyError
 
 from taskapi.infra.migrate import alembic_config
-from taskapi.settings import (
-    GENERATE_SECRET,
-    PROJECT_ROOT,
-    Settings,
-    SettingsError,
-    load_settings,
-    secret_weakness,
-)
+from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
+from taskapi.settings import CONFIG_DIR, Settings, SettingsError, load_settings
 
 DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
 DEMO_PASSWORD = "password"
@@ -48,23 +43,23 @@ def main() -> None:
 @click.option("--port", envvar="PORT", default=5000, type=int, show_default=True)
 @click.option("--workers", default=1, type=int, show_default=True, help="Development only.")
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with hypercorn, configured by config/hypercorn.toml."""
+    """Serve the API with hypercorn, configured by taskapi/config/hypercorn.toml."""
     from hypercorn.config import Config
     from hypercorn.run import run
 
     settings = _settings()  # refuse a bad configuration before anything says "serving"
     _refuse_exposed_weak_secret(settings, host)
     _check_port_free(host, port)
-    config = Config.from_toml(PROJECT_ROOT / "config" / "hypercorn.toml")
+    if not _is_loopback(host):
+        _retire_the_published_demo_password(settings, host)
+    config = Config.from_toml(CONFIG_DIR / "hypercorn.toml")
     config.bind = [f"{host}:{port}"]
     # One worker runs in this process (hypercorn's 0), so its failure is this exit status:
     # hypercorn's parent reports 0 when a spawned worker fails (pgjones/hypercorn#372).
     config.workers = 0 if workers == 1 else workers
-    config.application_path = "asgi:app"
+    config.application_path = "taskapi.asgi:app"
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
-    os.chdir(PROJECT_ROOT)
-    sys.path.insert(0, str(PROJECT_ROOT))
     sys.exit(run(config))
 
 
@@ -79,6 +74,48 @@ def _refuse_exposed_weak_secret(settings: Settings, host: str) -> None:
             f"TASKAPI_JWT_SECRET_KEY: serving on HOST={host} (beyond loopback) needs a real "
             f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
         )
+
+
+def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
+    """Beyond loopback, a demo account must not open with the password the README publishes:
+    each one that still has it gets a random password, printed here once."""
+    try:
+        replaced = asyncio.run(_replace_demo_passwords(settings))
+    except (OSError, SQLAlchemyError) as error:
+        raise click.ClickException(
+            f"cannot check the demo accounts before serving on HOST={host} (beyond loopback): "
+            f"the database could not be read ({type(error).__name__}); is it up and migrated "
+            "(taskapi db upgrade)?"
+        ) from None
+    for username, password in replaced:
+        click.echo(
+            f"taskapi: demo account {username!r} had the published password; on HOST={host} "
+            f"(beyond loopback) its password is now {password}  (shown once)"
+        )
+
+
+async def _replace_demo_passwords(settings: Settings) -> list[tuple[str, str]]:
+    """Give every demo account that still has DEMO_PASSWORD a random one (and a new token
+    generation); the (username, password) pairs given."""
+    from sqlalchemy import inspect
+
+    from taskapi.domain.accounts import authenticate, replace_password
+
+    async def work(unit: Any, parts: Any) -> list[tuple[str, str]]:
+        connection, passwords = unit.connection, parts.passwords
+        if not await connection.run_sync(lambda sync: inspect(sync).has_table("users")):
+            return []  # not migrated yet: no account at all
+        replaced = []
+        for username, _email, _role in DEMO_USERS:
+            user = await authenticate(connection, passwords, username, DEMO_PASSWORD)
+            if user is not None:
+                password = secrets.token_urlsafe(12)
+                await replace_password(connection, passwords, user.id, password)
+                replaced.append((user.username, password))
+        return replaced
+
+    result: list[tuple[str, str]] = await _in_transaction(settings, work)
+    return result
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -155,7 +192,7 @@ def history() -> None:
 @click.option("-m", "--message", required=True)
 @click.option("--autogenerate", is_flag=True, help="Diff the models against the database.")
 def revision(message: str, autogenerate: bool) -> None:
-    """Create a new revision file in migrations/versions."""
+    """Create a new revision file in taskapi/migrations/versions."""
     command.revision(alembic_config(_settings()), message=message, autogenerate=autogenerate)
 
 

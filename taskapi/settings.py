@@ -1,4 +1,5 @@
-"""One Settings object, read once at start-up from config/<env>.toml and the environment.
+"""One Settings object, read once at start-up from the package's config/<env>.toml and the
+environment.
 
 pydantic-settings reads the file and the variables and validates every value; a bad one is a
 `SettingsError` whose one line names the variable to fix, so no entry point starts serving on it.
@@ -8,11 +9,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import math
 import os
 import re
 import tomllib
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -36,36 +35,17 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as _SourceError
 from pydantic_settings.sources.utils import parse_env_vars
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "config"
+from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
+
+# The defaults of each environment, shipped in the package (so an installed copy has them).
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+# The directory that holds the package: the checkout when run from one (then it has the
+# pyproject.toml), else the installation's site-packages.
+PROJECT_ROOT = CONFIG_DIR.parent.parent
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()
 ENVIRONMENTS = ("development", "testing", "production")
 ENV_PREFIX = "TASKAPI_"
 
-MIN_SECRET_LENGTH = 32
-MIN_SECRET_DISTINCT = 10  # token_hex(32) lacks one of its 16 digits a quarter of the time
-MIN_SECRET_BITS = 128
-GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-# Words that mark a value someone meant to replace (checked case-insensitively).
-PLACEHOLDER_MARKERS = (
-    "change-me",
-    "change_me",
-    "changeme",
-    "changethis",
-    "replace-me",
-    "replaceme",
-    "example",
-    "placeholder",
-    "secret",
-    "your-",
-    "your_",
-    "xxxx",
-    "dummy",
-    "sample",
-    "insecure",
-    "password",
-    "default",
-    "not-for-prod",
-)
 # Variables that no longer exist: setting one stops start-up with what to do instead.
 REMOVED = {
     "TASKAPI_PROXY_HOPS": "removed; list your proxies' addresses in TASKAPI_TRUSTED_PROXIES "
@@ -290,8 +270,8 @@ def _require_scheme(url: str, schemes: tuple[str, ...], problem: str) -> None:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build the Settings for TASKAPI_ENV from config/<env>.toml, the environment and overrides
-    (each overriding the one before); `environ={}` ignores the process environment."""
+    """Build the Settings for TASKAPI_ENV from taskapi/config/<env>.toml, the environment and
+    overrides (each overriding the one before); `environ={}` ignores the process environment."""
     environ = os.environ if environ is None else environ
     for name, advice in REMOVED.items():
         field = name.removeprefix(ENV_PREFIX).lower()
@@ -301,6 +281,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if env not in ENVIRONMENTS:
         raise SettingsError(f"TASKAPI_ENV: must be one of {', '.join(ENVIRONMENTS)} (got {env!r})")
     toml_path = CONFIG_DIR / f"{env}.toml"
+    if not toml_path.is_file():
+        raise SettingsError(f"TASKAPI_ENV: {toml_path} is missing (reinstall taskapi)")
     values: dict[str, Any] = {}
     names: dict[str, str] = {}
     try:
@@ -419,87 +401,14 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def secret_weakness(secret: str) -> str | None:
-    """Why a JWT signing secret is unfit to guard a server others can reach (None: it is fit):
-    too short, a placeholder, too little entropy, or a value committed to this repository."""
-    if len(secret) < MIN_SECRET_LENGTH:
-        return f"is shorter than {MIN_SECRET_LENGTH} characters ({len(secret)})"
-    lowered = secret.lower()
-    for marker in PLACEHOLDER_MARKERS:
-        if marker in lowered:
-            return f"looks like a placeholder (it contains {marker!r})"
-    distinct = len(set(secret))
-    if distinct < MIN_SECRET_DISTINCT:
-        return f"has only {distinct} distinct characters (at least {MIN_SECRET_DISTINCT} needed)"
-    bits = estimated_entropy_bits(secret)
-    if bits < MIN_SECRET_BITS:
-        return f"has about {bits:.0f} bits of entropy (at least {MIN_SECRET_BITS} needed)"
-    if appears_in_files(secret, PROJECT_ROOT):
-        return "appears in a file of the repository (an example or development value)"
-    return None
-
-
-def estimated_entropy_bits(text: str) -> float:
-    """Length times the Shannon entropy of the text's own character frequencies: a repeated or
-    small-alphabet string scores low, a random token about its true strength or a bit below."""
-    counts, length = Counter(text), len(text)
-    return -length * sum(n / length * math.log2(n / length) for n in counts.values())
-
-
-# Directories and files of a checkout that are not the repository's own text (the operator's
-# real *.env, keys and certificates are never committed, so they are never compared).
-_SKIPPED_DIRS = {
-    ".git",
-    ".venv",
-    "venv",
-    "instance",
-    "node_modules",
-    "static",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".mypy_cache",
-    ".hypothesis",
-    ".schemathesis",
-    "build",
-    "dist",
-    "results",
-    "certs",
-}
-_SKIPPED_SUFFIXES = (".env", ".pem", ".key", ".crt", ".db", ".pyc", ".png", ".ico", ".gz")
-_MAX_SCANNED_BYTES = 512 * 1024
-
-
-def appears_in_files(secret: str, root: Path) -> bool:
-    """Whether the secret occurs in any text file of the checkout at `root`."""
-    return any(secret in text for text in _checkout_texts(root))
-
-
-@functools.cache
-def _checkout_texts(root: Path) -> tuple[str, ...]:
-    """The text files of the checkout at `root` (none when root is not a checkout, e.g. an
-    installed package), read once per process."""
-    if not (root / "pyproject.toml").is_file():
-        return ()
-    texts = []
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = [
-            d for d in subdirectories if d not in _SKIPPED_DIRS and not d.endswith(".egg-info")
-        ]
-        for name in files:
-            if name == ".env" or name.endswith(_SKIPPED_SUFFIXES):
-                continue
-            path = Path(directory, name)
-            try:
-                if path.stat().st_size <= _MAX_SCANNED_BYTES:
-                    texts.append(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
-                continue
-    return tuple(texts)
+def sqlite_root() -> Path:
+    """Where a relative SQLite path starts: the checkout when run from one, else the current
+    directory (an installed package: e.g. ./instance/taskapi.db where it is started)."""
+    return PROJECT_ROOT if IN_CHECKOUT else Path.cwd()
 
 
 def normalise_database_url(url: str | Settings) -> str:
-    """Pick the async driver for a URL and anchor a relative SQLite path at the project root."""
+    """Pick the async driver for a URL and anchor a relative SQLite path (see sqlite_root)."""
     url = url if isinstance(url, str) else url.database_url
     for sync_prefix, async_prefix in (
         ("postgres://", "postgresql+asyncpg://"),
@@ -512,5 +421,5 @@ def normalise_database_url(url: str | Settings) -> str:
     if url.startswith(prefix):
         path = url[len(prefix) :].split("?", 1)[0]
         if path and path != ":memory:" and not path.startswith("/"):
-            url = prefix + str(PROJECT_ROOT / path) + url[len(prefix) + len(path) :]
+            url = prefix + str(sqlite_root() / path) + url[len(prefix) + len(path) :]
     return url

@@ -1,5 +1,6 @@
-"""The production layout, started for a test from the files in config/: single-worker hypercorn
-instances, an arq worker, and nginx with a self-signed certificate, all on loopback."""
+"""The production layout, started for a test from the files in config/ and the package's
+hypercorn.toml: single-worker hypercorn instances, an arq worker, and nginx with a self-signed
+certificate, all on loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from taskapi.settings import PROJECT_ROOT
+from taskapi.settings import CONFIG_DIR, PROJECT_ROOT
 from tests.services import free_port, poll, unavailable
 
 BIN = Path(sys.executable).parent
@@ -62,7 +63,7 @@ class ApiInstance:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*self.wrapper, str(BIN / "hypercorn")]
-                + ["--config", str(PROJECT_ROOT / "config/hypercorn.toml")]
+                + ["--config", str(CONFIG_DIR / "hypercorn.toml")]
                 + ["--bind", f"127.0.0.1:{self.port}", "asgi:app"],
                 cwd=PROJECT_ROOT,
                 env=self.env,

@@ -20,7 +20,7 @@ ENTRY_POINTS = {
     "taskapi serve": [str(BIN / "taskapi"), "serve"],
     "taskapi worker": [str(BIN / "taskapi"), "worker"],
     "arq": [str(BIN / "arq"), "worker.WorkerSettings"],
-    "hypercorn": [str(BIN / "hypercorn"), "--config", "config/hypercorn.toml", "asgi:app"],
+    "hypercorn": [str(BIN / "hypercorn"), "--config", "taskapi/config/hypercorn.toml", "asgi:app"],
 }
 BAD_VALUES = {
     "TASKAPI_TRUSTED_PROXIES": "garbage",

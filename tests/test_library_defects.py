@@ -228,3 +228,18 @@ def test_werkzeug_int_max_gives_405_for_a_large_id():
         urls.match("/t/11", method="GET")
     with pytest.raises(MethodNotAllowed):
         urls.match("/t/11", method="PUT")
+
+
+def test_zxcvbn_rates_a_random_token_by_its_length_alone():
+    """zxcvbn counts 10 guesses for every character it finds no pattern in, so its estimate
+    of a random base64 token (6 bits a character) is at most 10**length: the 128-bit
+    secrets.token_urlsafe(16) rates below a made-up 33-character phrase. If this fails after an
+    upgrade, taskapi/secret_policy.py's own reading (random_share) may use zxcvbn's guesses."""
+    from zxcvbn import zxcvbn
+
+    token = "FTTa74qgAwj0bIPMl4jdvA"  # 22 characters, as token_urlsafe(16) gives
+    rated = zxcvbn(token)["guesses_log10"]
+    assert rated <= len(token)
+    assert zxcvbn("AcmeCorpTaskApiProductionKey2024!")["guesses_log10"] > rated + 3
+    with pytest.raises(ValueError, match="exceeds max length"):
+        zxcvbn("x" * 73)  # and it refuses more than 72 characters unless told otherwise

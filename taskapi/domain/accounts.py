@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, or_, select
+from sqlalchemy import Row, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -159,6 +159,19 @@ async def delete_user(unit: UnitOfWork, user_id: int) -> bool:
         return False
     unit.changed(Change("account_deleted", None, user_id, user_id))
     return True
+
+
+async def replace_password(
+    connection: AsyncConnection, passwords: PasswordHasher, user_id: int, password: str
+) -> None:
+    """Give an account a new password and a new token generation, so that no token issued
+    under the old password is accepted any more."""
+    password_hash = await passwords.hash(password)
+    await connection.execute(
+        update(USERS)
+        .where(USERS.c.id == user_id)
+        .values(password_hash=password_hash, token_generation=new_token_generation())
+    )
 
 
 async def get_user(connection: AsyncConnection, user_id: int) -> Row[Any] | None:
