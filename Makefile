@@ -40,7 +40,7 @@ bench: $(STAMP)
 # Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
 # edit at a time, runs the tests that reach each edit, and prints the kill rate and the survivors.
 MUTATE_MODULES ?= taskapi/domain/tasks.py taskapi/domain/effects.py taskapi/domain/cache.py \
-                  taskapi/domain/limits.py taskapi/domain/revocation.py taskapi/http/tokens.py \
+                  taskapi/domain/limits.py taskapi/domain/work.py taskapi/http/tokens.py \
                   taskapi/domain/jobs.py
 MUTATE_WORKERS ?= 2
 mutate: $(STAMP)
@@ -56,10 +56,13 @@ lock: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mutants
 
-# Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/docs.py).
-SWAGGER_UI_VERSION := $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
-REDOC_VERSION      := $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' taskapi/docs.py)
+# Refresh the pinned documentation UIs in taskapi/static/docs (versions in taskapi/http/docs.py;
+# read only when this target runs, and it stops when either is missing).
+DOCS_PY := taskapi/http/docs.py
+SWAGGER_UI_VERSION = $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
+REDOC_VERSION      = $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
 docs-assets:
+	@test -n "$(SWAGGER_UI_VERSION)" -a -n "$(REDOC_VERSION)" || { echo "docs-assets: no versions in $(DOCS_PY)" >&2; exit 1; }
 	rm -rf taskapi/static/docs && mkdir -p taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) taskapi/static/docs/redoc-$(REDOC_VERSION)
 	cd /tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) redoc@$(REDOC_VERSION)
 	tar xzf /tmp/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz -C taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE

@@ -1,6 +1,6 @@
 """`make mutate`: mutmut over the given modules, then the kill rate and the surviving mutants.
 
-    python -m mutation.run [--workers N] taskapi/cache.py taskapi/jobs.py ...
+    python -m mutation.run [--workers N] taskapi/domain/tasks.py taskapi/domain/jobs.py ...
 
 Every run starts afresh (mutants/ is removed first) so that the figure is the current code's.
 mutmut's own settings (the test selection, the files its copy of the tree needs) are in
@@ -148,7 +148,9 @@ def report(modules: list[str], seconds: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("modules", nargs="+", help="source files to mutate, e.g. taskapi/jobs.py")
+    parser.add_argument(
+        "modules", nargs="+", help="source files to mutate, e.g. taskapi/domain/jobs.py"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--report-only", action="store_true", help="print the report of the last run, run nothing"
@@ -160,6 +162,9 @@ def main() -> int:
         print(f"mutate: no such module: {' '.join(missing)} (MUTATE_MODULES)", file=sys.stderr)
         return 2
     if args.report_only:
+        if not Path("mutants").is_dir():
+            print("mutate: no earlier run to report (run `make mutate` first)", file=sys.stderr)
+            return 1
         print(report(args.modules, 0.0), end="")
         return 0
     shutil.rmtree("mutants", ignore_errors=True)

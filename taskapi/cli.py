@@ -101,7 +101,8 @@ async def _replace_demo_passwords(settings: Settings) -> list[tuple[str, str]]:
 
     from taskapi.domain.accounts import authenticate, replace_password
 
-    async def work(connection: Any, passwords: Any) -> list[tuple[str, str]]:
+    async def work(unit: Any, parts: Any) -> list[tuple[str, str]]:
+        connection, passwords = unit.connection, parts.passwords
         if not await connection.run_sync(lambda sync: inspect(sync).has_table("users")):
             return []  # not migrated yet: no account at all
         replaced = []
@@ -251,47 +252,31 @@ def delete_user(username: str) -> None:
 
 
 async def _delete_user(settings: Settings, username: str) -> int | None:
-    from taskapi.domain import accounts as service
-    from taskapi.domain.cache import ResponseCache
-    from taskapi.infra.redis_pool import RedisPool
+    from taskapi.domain import accounts
 
-    pool = None
-    if settings.redis_url:
-        pool = RedisPool(
-            settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms
-        )
-        await pool.open()
-    cache = ResponseCache(settings, pool) if settings.cache_enabled and pool is not None else None
-    if cache is not None:
-        await cache.open()
-
-    async def work(connection: Any, _passwords: Any) -> int | None:
-        user_id = await service.account_id_named(connection, username)
-        if user_id is None or not await service.delete_user(connection, cache, user_id):
+    async def delete(unit: Any, _parts: Any) -> int | None:
+        user_id = await accounts.account_id_named(unit.connection, username)
+        if user_id is None or not await accounts.delete_user(unit, user_id):
             return None
         return user_id
 
-    try:
-        result: int | None = await _in_transaction(settings, work)
-    finally:
-        if pool is not None:
-            await pool.close()
+    result: int | None = await _in_transaction(settings, delete)
     return result
 
 
 async def _in_transaction(settings: Settings, work: Any) -> Any:
-    """Run `work(connection, passwords)` in one transaction: all of it is written, or none."""
-    from taskapi.infra.db import Database
-    from taskapi.infra.passwords import PasswordHasher
+    """Run `work(unit, parts)` in one unit of work on this process's parts: all of it is
+    written, or none; its effects (stale cache versions, jobs) follow the commit."""
+    from taskapi.domain import work as units
+    from taskapi.wiring import build_parts
 
-    database, passwords = Database(settings), PasswordHasher(settings)
-    await database.connect()
+    parts = build_parts(settings)
+    await parts.open()
     try:
-        async with database.transaction() as connection:
-            return await work(connection, passwords)
+        async with units.transaction(parts.db, parts.effects) as unit:
+            return await work(unit, parts)
     finally:
-        passwords.close()
-        await database.dispose()
+        await parts.close()
 
 
 async def _create_user(
@@ -300,47 +285,49 @@ async def _create_user(
     from taskapi.domain.accounts import register_user
     from taskapi.errors import APIError
 
-    async def work(connection: Any, passwords: Any) -> int:
+    async def create(unit: Any, parts: Any) -> int:
         try:
             user = await register_user(
-                connection, passwords, username=username, email=email, password=password, role=role
+                unit.connection,
+                parts.passwords,
+                username=username,
+                email=email,
+                password=password,
+                role=role,
             )
         except APIError as error:
             raise click.ClickException(error.message) from None
-        return user.id
+        return int(user.id)
 
-    user_id: int = await _in_transaction(settings, work)
+    user_id: int = await _in_transaction(settings, create)
     return user_id
 
 
 async def _seed_demo(settings: Settings) -> list[str]:
-    from sqlalchemy import insert, select
-
+    from taskapi.domain import tasks
     from taskapi.domain.accounts import account_id_named, register_user
-    from taskapi.domain.models import Task, User
+    from taskapi.domain.viewer import Viewer
 
-    async def work(connection: Any, passwords: Any) -> list[str]:
+    async def seed(unit: Any, parts: Any) -> list[str]:
         created: list[str] = []
         for username, email, role in DEMO_USERS:
-            if await account_id_named(connection, username) is None:
+            if await account_id_named(unit.connection, username) is None:
                 await register_user(
-                    connection,
-                    passwords,
+                    unit.connection,
+                    parts.passwords,
                     username=username,
                     email=email,
                     password=DEMO_PASSWORD,
                     role=role,
                 )
                 created.append(f"{role} {username!r}")
-        owner = await connection.scalar(select(User.id).where(User.username == "user"))
+        owner = await account_id_named(unit.connection, "user")
         if created and owner is not None:
-            tasks = [
-                {"title": title, "description": text, "status": status, "owner_id": owner}
-                for title, text, status in DEMO_TASKS
-            ]
-            await connection.execute(insert(Task.__table__), tasks)
+            for title, text, status in DEMO_TASKS:
+                fields = {"title": title, "description": text, "status": status}
+                await tasks.create_task(unit, Viewer(owner, "user"), fields)
             created.append(f"{len(DEMO_TASKS)} tasks")
         return created
 
-    result: list[str] = await _in_transaction(settings, work)
+    result: list[str] = await _in_transaction(settings, seed)
     return result

@@ -4,7 +4,9 @@ envelope it is rendered in (by taskapi.http.errors)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 # Stable machine-readable codes for the statuses the contract names.
 CODES: dict[int, str] = {
@@ -58,10 +60,30 @@ class APIError(Exception):
         super().__init__(self.message)
 
 
+class ErrorBody(BaseModel):
+    message: str = Field(examples=["Task with ID 7 not found"])
+    code: str = Field(description="Stable machine-readable code.", examples=["not_found"])
+    details: dict[str, list[str]] | None = Field(
+        default=None, description="Field → problems (validation errors only)."
+    )
+    request_id: str | None = Field(
+        default=None, description="On 500: the request id to quote when reporting it."
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error response."""
+
+    status: Literal["error"]
+    error: ErrorBody
+
+
 def error_body(
-    message: str, code: str, details: Mapping[str, list[str]] | None = None
+    message: str,
+    code: str,
+    details: Mapping[str, list[str]] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    error: dict[str, Any] = {"message": message, "code": code}
-    if details:
-        error["details"] = details
-    return {"status": "error", "error": error}
+    """The envelope of an error, as `ErrorEnvelope` documents it (absent fields left out)."""
+    error = ErrorBody(message=message, code=code, details=details or None, request_id=request_id)
+    return ErrorEnvelope(status="error", error=error).model_dump(exclude_none=True)

@@ -1,21 +1,36 @@
-"""The arq worker: the job functions, Redis, and the same database code as the app."""
+"""The arq worker: the job functions, on the parts `taskapi.wiring` builds (Redis, the same
+database code and write path as the app)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from arq import Retry
 from arq.connections import RedisSettings
+from arq.worker import Function, func
 
-from taskapi.domain.cache import ResponseCache
-from taskapi.domain.effects import TaskEffects
-from taskapi.domain.jobs import JOB_FUNCTIONS, JobResources, deserialize_job, serialize_job
-from taskapi.infra.db import Database
+from taskapi.domain.jobs import JOB_FUNCTIONS
+from taskapi.domain.parts import Parts
 from taskapi.infra.logs import configure_logging
-from taskapi.infra.mail import Mailer
-from taskapi.infra.redis_pool import RedisPool
+from taskapi.infra.redis.queue import deserialize_job, serialize_job
+from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings, SettingsError
+from taskapi.wiring import build_parts, job_resources
 
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
+PARTS = "taskapi_parts"
+
+
+def _for_arq(job: Any) -> Function:
+    """A job function as arq runs it: our RetryLater becomes arq's Retry."""
+
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await job(ctx, *args, **kwargs)
+        except RetryLater as retry:
+            raise Retry(defer=retry.delay) from retry
+
+    return func(run, name=job.__name__)
 
 
 def build_worker_settings(settings: Settings) -> type:
@@ -25,31 +40,19 @@ def build_worker_settings(settings: Settings) -> type:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, settings.log_format)
-        database = Database(settings)
-        await database.connect()
-        pool = RedisPool(
-            settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms
-        )
-        await pool.open()
-        cache = None
-        if settings.cache_enabled:
-            cache = ResponseCache(settings, pool)
-            await cache.open()
-        effects = TaskEffects(cache, None)  # a job's own writes queue nothing
-        ctx["taskapi"] = JobResources(settings, database, effects, Mailer(settings))
-        ctx["taskapi_redis"] = pool
+        parts = build_parts(settings)
+        await parts.open()
+        ctx[PARTS] = parts
+        ctx["taskapi"] = job_resources(parts)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        resources: JobResources | None = ctx.get("taskapi")
-        if resources is not None:
-            await resources.db.dispose()
-        pool: RedisPool | None = ctx.get("taskapi_redis")
-        if pool is not None:
-            await pool.close()
+        parts: Parts | None = ctx.get(PARTS)
+        if parts is not None:
+            await parts.close()
 
     attributes = {
         "__doc__": "`arq worker.WorkerSettings`: taskapi's background jobs.",
-        "functions": list(JOB_FUNCTIONS),
+        "functions": [_for_arq(job) for job in JOB_FUNCTIONS],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

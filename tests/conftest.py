@@ -14,20 +14,22 @@ import pytest
 from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol
+from redis.asyncio import Redis
 from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.app import create_app
 from taskapi.blueprints.health import READINESS, ReadinessCache
+from taskapi.domain import work
 from taskapi.domain.accounts import register_user
-from taskapi.domain.effects import TaskEffects
-from taskapi.domain.limits import MemoryLoginFailures
-from taskapi.domain.queue import InProcessQueue
-from taskapi.domain.revocation import MemoryRevocations
+from taskapi.domain.parts import Parts
 from taskapi.domain.tasks import TASKS, create_task
 from taskapi.domain.viewer import Viewer
-from taskapi.http.gate import Gate
-from taskapi.http.state import AppState
 from taskapi.http.tokens import VerifiedTokens, issue_tokens
+from taskapi.infra.db import Database
+from taskapi.infra.memory.login_failures import MemoryLoginFailures
+from taskapi.infra.memory.queue import InProcessQueue
+from taskapi.infra.memory.state import MemoryAnswers, MemoryGatekeeper, MemoryRevocations
 from taskapi.infra.migrate import alembic_config
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
@@ -154,8 +156,23 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
         yield application
 
 
-def state_of(app: Quart) -> AppState:
-    result: AppState = app.extensions["taskapi"]
+def session_on(database: Database) -> AsyncSession:
+    """An ORM session in a transaction on the app's database, for tests that read models."""
+    return AsyncSession(database.engine, expire_on_commit=False)
+
+
+@contextlib.asynccontextmanager
+async def redis_of(app: Quart) -> AsyncIterator[Redis]:
+    """A client of the Redis an app instance shares its state in (for tests that look in)."""
+    client = Redis.from_url(state_of(app).settings.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def state_of(app: Quart) -> Parts:
+    result: Parts = app.extensions["taskapi"]
     return result
 
 
@@ -164,30 +181,26 @@ async def empty_tables(app: Quart) -> None:
     as a fresh process would: no answer, revocation, budget, role, job or readiness of an
     earlier test."""
     state = state_of(app)
-    if isinstance(state.jobs, InProcessQueue):
-        await state.jobs.clear()  # first: a job still running could write after the wipe
+    if isinstance(state.queue, InProcessQueue):
+        await state.queue.clear()  # first: a job still running could write after the wipe
     async with state.db.engine.begin() as connection:
         if state.settings.is_sqlite:
             await connection.execute(text("DELETE FROM tasks"))
             await connection.execute(text("DELETE FROM users"))
         else:
             await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
-    if state.cache is not None:
-        await state.cache.clear()
-    if isinstance(state.revocations, MemoryRevocations):
-        state.revocations.clear()
+    for store in (state.answers, state.revocations, state.login_failures, state.gatekeeper):
+        if isinstance(store, MemoryAnswers):
+            await store.clear()
+        elif isinstance(store, MemoryRevocations | MemoryLoginFailures):
+            store.clear()
+        elif isinstance(store, MemoryGatekeeper):
+            store.gcra.clear()
     state.roles.clear()
-    if isinstance(state.login_failures, MemoryLoginFailures):
-        state.login_failures.clear()
-    gate: Gate = app.extensions["taskapi.gate"]
-    gate.memory_gcra.clear()
     verified: VerifiedTokens = app.extensions["taskapi.tokens"]
     verified.clear()
     readiness: ReadinessCache = app.extensions[READINESS]
     readiness.clear()
-
-
-NO_EFFECTS = TaskEffects(None, None)  # a write through the service, with no cache or jobs
 
 
 async def tasks_sharing_one_created_at(app: Quart, owner_id: int, count: int) -> list[int]:
@@ -196,17 +209,14 @@ async def tasks_sharing_one_created_at(app: Quart, owner_id: int, count: int) ->
     statements, so there the times are then set equal."""
     state = state_of(app)
     viewer = Viewer(owner_id, "user")
-    async with state.db.engine.begin() as connection:
-        rows = [
-            await create_task(connection, viewer, {"title": f"tied {i}"}, NO_EFFECTS)
-            for i in range(count)
-        ]
+    async with work.transaction(state.db, state.effects) as unit:
+        rows = [await create_task(unit, viewer, {"title": f"tied {i}"}) for i in range(count)]
         ids = [row.id for row in rows]
         if state.settings.is_sqlite:
-            await connection.execute(
+            await unit.connection.execute(
                 update(TASKS).where(TASKS.c.id.in_(ids)).values(created_at=rows[0].created_at)
             )
-        stamps = await connection.scalars(
+        stamps = await unit.connection.scalars(
             select(TASKS.c.created_at).where(TASKS.c.id.in_(ids)).distinct()
         )
         assert len(list(stamps)) == 1

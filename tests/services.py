@@ -1,4 +1,4 @@
-"""Real PostgreSQL (and later Redis) servers for the suite, started from the machine's binaries.
+"""Real PostgreSQL and Redis servers for the suite, started from the machine's binaries.
 
 Each server runs on a free loopback port in a throwaway directory and is stopped at the end of
 the session. Where a binary is missing the tests that need it skip with a loud reason, unless

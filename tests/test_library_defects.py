@@ -35,7 +35,7 @@ async def test_rate_limiter_redis_store_is_get_then_set(
 ):
     """quart-rate-limiter's RedisStore reads (GET) and writes (SET) a limit in separate round
     trips, no script or transaction, and its keys get no TTL: concurrent requests all pass a
-    shared limit. If this fails after an upgrade, the GCRA step in taskapi/domain/limits.py (run
+    shared limit. If this fails after an upgrade, the GCRA step in taskapi/infra/redis/gate.py (run
     by taskapi/http/gate.py) may be replaced by the library's limiter."""
     from quart_rate_limiter import RateLimiter, rate_limit
     from quart_rate_limiter.redis_store import RedisStore
@@ -68,7 +68,7 @@ async def test_aiocache_clear_is_flushdb(
 ):
     """aiocache 0.12's `clear()` ignores the cache's own namespace and runs FLUSHDB, wiping
     foreign keys in the same database. If this fails after an upgrade, the versioned keys in
-    taskapi/domain/cache.py may give way to clear()."""
+    taskapi/infra/redis/state.py may give way to clear()."""
     from aiocache import RedisCache
 
     url = _redis_db(redis_server, 7)
@@ -88,7 +88,7 @@ async def test_aiocache_clear_is_flushdb(
 
 async def test_arq_enqueue_job_takes_three_round_trips(redis_server):
     """arq's `enqueue_job` WATCHes the job key and checks it before its MULTI/EXEC: three round
-    trips per job. If this fails after an upgrade, taskapi/domain/queue.py's one-MULTI
+    trips per job. If this fails after an upgrade, taskapi/infra/redis/queue.py's one-MULTI
     `ArqQueue.enqueue` may call `enqueue_job` instead."""
     from arq.connections import ArqRedis
 

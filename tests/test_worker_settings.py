@@ -14,9 +14,9 @@ from pathlib import Path
 
 from arq.jobs import Job, JobStatus
 
-from taskapi.domain.jobs import deserialize_job
+from taskapi.infra.redis.queue import deserialize_job
 from taskapi.settings import PROJECT_ROOT
-from tests.conftest import create_account
+from tests.conftest import create_account, redis_of
 from tests.services import free_port, until
 from tests.smtp import smtp_sink
 
@@ -81,7 +81,8 @@ class WorkerOutput:
 
 
 async def _job_in_progress(app) -> bool:
-    return bool(await app.extensions["taskapi"].redis.client.keys(b"arq:in-progress:*"))
+    async with redis_of(app) as redis:
+        return bool(await redis.keys(b"arq:in-progress:*"))
 
 
 async def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes(make_apps, redis_server):
@@ -137,14 +138,13 @@ async def test_sigterm_lets_the_job_in_hand_finish(make_apps, redis_server):
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
-    results = await state.redis.client.keys(b"arq:result:*")
-    assert len(results) == 1, "no result: the job was cancelled, not finished"
-    (key,) = results
-    job = Job(
-        key.decode().removeprefix("arq:result:"), state.redis.client, _deserializer=deserialize_job
-    )
-    assert await job.status() == JobStatus.complete
-    result = await job.result_info()
+    async with redis_of(app) as redis:
+        results = await redis.keys(b"arq:result:*")
+        assert len(results) == 1, "no result: the job was cancelled, not finished"
+        (key,) = results
+        job = Job(key.decode().removeprefix("arq:result:"), redis, _deserializer=deserialize_job)
+        assert await job.status() == JobStatus.complete
+        result = await job.result_info()
     assert result is not None and result.function == "send_task_created_email"
     assert result.success, result.result
     assert result.result["status"] == "sent"

@@ -14,9 +14,9 @@ from quart.blueprints import BlueprintSetupState
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
-from taskapi.http.gate import exempt
+from taskapi.http.policy import exempt
 from taskapi.http.responses import json_response
-from taskapi.http.state import app_state
+from taskapi.http.state import current_parts
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ async def _run_checks() -> Answer:
 async def _check_database() -> str:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            async with app_state().db.engine.connect() as connection:
+            async with current_parts().db.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
     except Exception as error:  # any failure means "not ready"; the reason goes to the log
         log.warning("readiness: database check failed: %s", type(error).__name__)
@@ -133,11 +133,8 @@ async def _check_database() -> str:
 
 
 async def _check_redis() -> str:
-    pool = app_state().redis
-    if pool is None:
-        return "disabled"
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            return "ok" if await pool.ping() else "error"
+            return await current_parts().health.check()
     except TimeoutError:
         return "error"

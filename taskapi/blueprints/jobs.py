@@ -9,15 +9,17 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, url_for
 from quart_schema import document_response, tag
 
-from taskapi.domain import tasks as service
+from taskapi.domain import tasks
+from taskapi.domain.ports import JobName
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
 from taskapi.http.docs import errors
-from taskapi.http.gate import current_viewer, default_limits, login_required
+from taskapi.http.gate import current_viewer
+from taskapi.http.policy import default_limits, login_required
 from taskapi.http.responses import json_response
-from taskapi.http.state import app_state
+from taskapi.http.state import current_parts
 from taskapi.infra.logs import current_request_id
-from taskapi.infra.redis_pool import RedisUnavailable
+from taskapi.infra.stores import JobRequest, StoreUnavailable
 
 bp = Blueprint("jobs", __name__)
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -48,15 +50,11 @@ class JobStatusOut(BaseModel):
 async def process_task(task_id: int) -> Response:
     """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
     viewer = current_viewer()
-    await service.get_task_for(await request_connection(), viewer, task_id)  # 404 / 403 first
-    queue = app_state().jobs
-    if queue is None:
-        raise APIError(503, "Background jobs are unavailable.")
+    await tasks.get_task_for(await request_connection(), viewer, task_id)  # 404 / 403 first
+    job = JobRequest(JobName.PROCESS_TASK, task_id, viewer.id, current_request_id())
     try:
-        job_id = await queue.enqueue(
-            "process_task", task_id, requested_by=viewer.id, request_id=current_request_id()
-        )
-    except RedisUnavailable:
+        job_id = await current_parts().queue.enqueue(job)
+    except StoreUnavailable:
         raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
     return json_response(
         {
@@ -80,12 +78,9 @@ async def job_status(job_id: str) -> Response:
     viewer = current_viewer()
     if not JOB_ID.match(job_id):
         return json_response({"job_id": job_id, "status": "not_found", "result": None})
-    queue = app_state().jobs
-    if queue is None:
-        raise APIError(503, "Background jobs are unavailable.")
     try:
-        view = await queue.view(job_id)
-    except RedisUnavailable:
+        view = await current_parts().queue.view(job_id)
+    except StoreUnavailable:
         raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
     if view.status != "not_found" and not viewer.is_admin and view.requested_by != viewer.id:
         raise APIError(404, f"Job {job_id} not found.")

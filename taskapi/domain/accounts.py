@@ -1,33 +1,26 @@
-"""Accounts: create, authenticate, look up. Plain async functions over a session."""
+"""Accounts: create, authenticate, look up, delete. Plain async functions over a connection (or
+a unit of work, for a deletion)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Row, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.domain.cache import ResponseCache
-from taskapi.domain.models import Task, User, new_token_generation
+from taskapi.domain import tasks
+from taskapi.domain.effects import Change
+from taskapi.domain.models import User, new_token_generation
 from taskapi.domain.names import canonical
+from taskapi.domain.work import UnitOfWork
 from taskapi.errors import APIError
 from taskapi.infra.passwords import PasswordHasher
 
 TAKEN = "Username or email already exists"
-USERS, TASKS = User.__table__, Task.__table__
-
-
-class TokenClaims(Protocol):
-    """What the role cache needs of a verified token."""
-
-    @property
-    def user_id(self) -> int: ...
-
-    @property
-    def generation(self) -> int: ...
+USERS = User.__table__
 
 
 def normalise_email(email: str) -> str:
@@ -119,55 +112,52 @@ class RoleCache:
         self._clock = clock
         self._entries: dict[int, tuple[str, int, float]] = {}
 
-    def cached_role(self, claims: TokenClaims) -> str | None:
-        """The role remembered for the token's user, if fresh and of the token's generation;
+    def cached_role(self, user_id: int, generation: int) -> str | None:
+        """The role remembered for a token's user, if fresh and of the token's generation;
         None: ask `role_of`."""
-        entry = self._entries.get(claims.user_id)
-        if entry is not None and entry[2] > self._clock() and entry[1] == claims.generation:
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[2] > self._clock() and entry[1] == generation:
             return entry[0]
         return None
 
     async def role_of(
-        self, connection_of: Callable[[], Awaitable[AsyncConnection]], claims: TokenClaims
+        self,
+        connection_of: Callable[[], Awaitable[AsyncConnection]],
+        user_id: int,
+        generation: int,
     ) -> str | None:
-        """The role of the token's user; None when the account is gone or is not the one the
-        token was issued to."""
-        role = self.cached_role(claims)
+        """The role of a token's user; None when the account is gone or is not the one the
+        token was issued to (another `generation`)."""
+        role = self.cached_role(user_id, generation)
         if role is not None:
             return role
         now = self._clock()
-        account = await role_and_generation_of(await connection_of(), claims.user_id)
+        account = await role_and_generation_of(await connection_of(), user_id)
         if account is None:
             return None
         if self.ttl > 0:
             if len(self._entries) > 100_000:
                 self._entries.clear()
-            self._entries[claims.user_id] = (*account, now + self.ttl)
-        role, generation = account
-        return role if generation == claims.generation else None
+            self._entries[user_id] = (*account, now + self.ttl)
+        role, current = account
+        return role if current == generation else None
 
     def clear(self) -> None:
         """Forget every remembered role (what a fresh process knows)."""
         self._entries.clear()
 
 
-async def delete_user(
-    connection: AsyncConnection, cache: ResponseCache | None, user_id: int
-) -> bool:
-    """Delete an account and its tasks; False when there was none. Two statements: run it in a
-    transaction (`Database.transaction()`), which the caller commits. Every cached answer that
-    showed them is dropped, so no later account (nor the admin's lists) is served them."""
-    tasks = await connection.scalars(
-        delete(TASKS).where(TASKS.c.owner_id == user_id).returning(TASKS.c.id)
-    )
-    task_ids = list(tasks)
-    deleted = await connection.scalar(
+async def delete_user(unit: UnitOfWork, user_id: int) -> bool:
+    """Delete an account and its tasks, in the unit's transaction; False when there was none.
+    Every cached answer that showed them goes stale when the unit commits, so no later account
+    (nor the admin's lists) is served them."""
+    await tasks.delete_tasks_of(unit, user_id, requested_by=user_id)
+    deleted = await unit.connection.scalar(
         delete(USERS).where(USERS.c.id == user_id).returning(USERS.c.id)
     )
     if deleted is None:
         return False
-    if cache is not None:
-        await cache.bump(cache.account_versions(user_id, task_ids))
+    unit.changed(Change("account_deleted", None, user_id, user_id))
     return True
 
 

@@ -10,16 +10,16 @@ import dataclasses
 import logging
 from typing import Any
 
-import orjson
-from arq import Retry
 from sqlalchemy import select
 
-from taskapi.domain import tasks as service
+from taskapi.domain import tasks, work
 from taskapi.domain.effects import TaskEffects
 from taskapi.domain.models import Task, User
+from taskapi.domain.ports import JobName
 from taskapi.infra.db import Database
 from taskapi.infra.logs import request_id_var
 from taskapi.infra.mail import SMTP_ERRORS, Mailer
+from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ async def send_task_created_email(
         log.warning(
             "e-mail for task %s failed (try %s), again in %ss: %s", task_id, attempt, delay, error
         )
-        raise Retry(defer=delay) from error
+        raise RetryLater(delay) from error
     return {"status": "sent", "recipient": row.email}
 
 
@@ -87,8 +87,11 @@ async def process_task(
     never appended twice)."""
     request_id_var.set(request_id or "-")
     res = _resources(ctx)
-    async with res.db.connection() as connection:
-        description = await service.process_task(connection, task_id, requested_by, res.effects)
+    async with (
+        res.db.connection() as connection,
+        work.single_statement(connection, res.effects) as unit,
+    ):
+        description = await tasks.process_task(unit, task_id, requested_by)
     if description is None:
         log.warning("task %s was deleted before it could be processed", task_id)
         return {"status": "failed", "reason": "Task not found"}
@@ -97,18 +100,4 @@ async def process_task(
 
 
 JOB_FUNCTIONS = (send_task_created_email, process_task)
-JOBS_BY_NAME = {job.__name__: job for job in JOB_FUNCTIONS}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, BaseException):  # a failed job's result: its kind, never its text
-        return {"error": type(value).__name__}
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def serialize_job(value: Any) -> bytes:
-    """arq's job and result encoding: JSON, so nothing is ever unpickled from Redis."""
-    return orjson.dumps(value, default=_json_default)
-
-
-deserialize_job = orjson.loads
+JOBS_BY_NAME = {JobName(job.__name__): job for job in JOB_FUNCTIONS}

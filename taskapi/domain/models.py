@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.infra.db import Base, UTCDateTime, utcnow, utcnow_after
+
+MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
 def new_token_generation() -> int:
@@ -71,20 +72,6 @@ class Task(Base):
         CheckConstraint("status IN ('pending', 'completed')", name="status"),
         {"sqlite_autoincrement": True},  # never reuse an id (PostgreSQL never does)
     )
-
-
-def task_payload(task: Any) -> dict[str, object]:
-    """A task (an ORM object or a row of the tasks table) as the API shows it."""
-    return {
-        "id": task.id,
-        "title": task.title,
-        "description": task.description,
-        "status": task.status,
-        "due_date": task.due_date.isoformat() if task.due_date else None,
-        "created_at": task.created_at.isoformat(),
-        "updated_at": task.updated_at.isoformat(),
-        "owner_id": task.owner_id,
-    }
 
 
 # The list query's indexes: a user's tasks newest first, with and without the status filter.

@@ -9,10 +9,9 @@ import datetime as dt
 
 import orjson
 
-from taskapi.errors import APIError
+from taskapi.domain.models import MAX_ID
 
 MAX_CURSOR_LENGTH = 200
-MAX_ID = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,6 +27,7 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        """The cursor a token of `encode` holds; ValueError for any other text."""
         try:
             if len(token) > MAX_CURSOR_LENGTH:
                 raise ValueError("too long")
@@ -44,5 +44,5 @@ class Cursor:
             # the database driver
             created_at = created_at.astimezone(dt.UTC)
         except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
-            raise APIError(400, "Invalid cursor.", code="invalid_cursor") from None
+            raise ValueError("not a cursor of this API") from None
         return cls(created_at=created_at, id=row_id)

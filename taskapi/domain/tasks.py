@@ -1,5 +1,6 @@
 """Task reads and writes, the one path by which tasks change: one statement each, ownership in
-its WHERE clause (`_visible_to`), then `effects.apply` once the write has committed."""
+its WHERE clause (`_visible_to`), the change recorded in the write's unit of work (which hands
+it to the effects once it has committed)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.domain.effects import Change, Kind, TaskEffects
+from taskapi.domain.effects import Change, Kind
 from taskapi.domain.models import Task
 from taskapi.domain.pagination import Cursor
 from taskapi.domain.viewer import Viewer
+from taskapi.domain.work import UnitOfWork
 from taskapi.errors import APIError
 from taskapi.infra.db import is_foreign_key_violation
 from taskapi.infra.logs import current_request_id
@@ -43,12 +45,9 @@ _PROCESSED_DESCRIPTION = case(
 )
 
 
-async def _committed(
-    effects: TaskEffects, kind: Kind, task_id: int, owner_id: int, requested_by: int
-) -> None:
-    """The one call of a write's side effects, after its statement has committed."""
-    change = Change(kind, task_id, owner_id, requested_by, current_request_id())
-    await effects.apply(change)
+def _changed(unit: UnitOfWork, kind: Kind, task_id: int, owner_id: int, requested_by: int) -> None:
+    """Record a write in its unit, after its statement."""
+    unit.changed(Change(kind, task_id, owner_id, requested_by, current_request_id()))
 
 
 def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
@@ -95,14 +94,12 @@ async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int
     return task
 
 
-async def create_task(
-    connection: AsyncConnection, viewer: Viewer, fields: dict[str, Any], effects: TaskEffects
-) -> TaskRow:
+async def create_task(unit: UnitOfWork, viewer: Viewer, fields: dict[str, Any]) -> TaskRow:
     """Insert the caller's task; 401 when the caller's account is gone (deleted while this
     process still reused its role: the owner's foreign key refuses the row)."""
     try:
         task = (
-            await connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})
+            await unit.connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})
         ).first()
     except IntegrityError as error:
         if not is_foreign_key_violation(error):  # owner_id is the table's one foreign key
@@ -110,16 +107,12 @@ async def create_task(
         raise APIError(401, "The token's user no longer exists.", code="token_invalid") from None
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
-    await _committed(effects, "created", task.id, task.owner_id, viewer.id)
+    _changed(unit, "created", task.id, task.owner_id, viewer.id)
     return task
 
 
 async def update_task(
-    connection: AsyncConnection,
-    viewer: Viewer,
-    task_id: int,
-    changes: dict[str, Any],
-    effects: TaskEffects,
+    unit: UnitOfWork, viewer: Viewer, task_id: int, changes: dict[str, Any]
 ) -> TaskRow:
     """Apply `changes` (PUT passes every writable field, PATCH only those sent)."""
     statement = (
@@ -128,27 +121,34 @@ async def update_task(
         .values(**changes)
         .returning(TASKS)
     )
-    task = (await connection.execute(statement)).first()
+    task = (await unit.connection.execute(statement)).first()
     if task is None:
-        raise await _missing_or_forbidden(connection, task_id)
-    await _committed(effects, "updated", task.id, task.owner_id, viewer.id)
+        raise await _missing_or_forbidden(unit.connection, task_id)
+    _changed(unit, "updated", task.id, task.owner_id, viewer.id)
     return task
 
 
-async def delete_task(
-    connection: AsyncConnection, viewer: Viewer, task_id: int, effects: TaskEffects
-) -> None:
-    owner_id = await connection.scalar(
+async def delete_task(unit: UnitOfWork, viewer: Viewer, task_id: int) -> None:
+    owner_id = await unit.connection.scalar(
         delete(TASKS).where(TASKS.c.id == task_id, _visible_to(viewer)).returning(TASKS.c.owner_id)
     )
     if owner_id is None:
-        raise await _missing_or_forbidden(connection, task_id)
-    await _committed(effects, "deleted", task_id, owner_id, viewer.id)
+        raise await _missing_or_forbidden(unit.connection, task_id)
+    _changed(unit, "deleted", task_id, owner_id, viewer.id)
 
 
-async def process_task(
-    connection: AsyncConnection, task_id: int, requested_by: int, effects: TaskEffects
-) -> str | None:
+async def delete_tasks_of(unit: UnitOfWork, owner_id: int, requested_by: int) -> list[int]:
+    """Delete every task of an owner (deleting the account, in its transaction); their ids."""
+    deleted = await unit.connection.scalars(
+        delete(TASKS).where(TASKS.c.owner_id == owner_id).returning(TASKS.c.id)
+    )
+    task_ids = list(deleted)
+    for task_id in task_ids:
+        _changed(unit, "deleted", task_id, owner_id, requested_by)
+    return task_ids
+
+
+async def process_task(unit: UnitOfWork, task_id: int, requested_by: int) -> str | None:
     """Mark the description processed (never twice) and complete the task, in one statement;
     the new description, or None when the task is gone."""
     statement = (
@@ -157,9 +157,9 @@ async def process_task(
         .values(description=_PROCESSED_DESCRIPTION, status="completed")
         .returning(TASKS.c.description, TASKS.c.owner_id)
     )
-    row = (await connection.execute(statement)).first()
+    row = (await unit.connection.execute(statement)).first()
     if row is None:
         return None
-    await _committed(effects, "processed", task_id, row.owner_id, requested_by)
+    _changed(unit, "processed", task_id, row.owner_id, requested_by)
     description: str = row.description
     return description

@@ -1,10 +1,16 @@
 """The database connection of the current request: one per request, opened on first use and
-closed at teardown."""
+closed at teardown; and the unit of work of the request's one write."""
 
 from __future__ import annotations
 
-from quart import current_app, g
+import contextlib
+from collections.abc import AsyncIterator
+
+from quart import g
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taskapi.domain import work
+from taskapi.http.state import current_parts
 
 
 async def request_connection() -> AsyncConnection:
@@ -12,9 +18,18 @@ async def request_connection() -> AsyncConnection:
     on its own (ownership in the WHERE clause, INSERT/UPDATE/DELETE ... RETURNING)."""
     connection: AsyncConnection | None = g.get("_db_connection")
     if connection is None:
-        connection = await current_app.extensions["taskapi"].db.connection()
+        connection = await current_parts().db.connection()
         g._db_connection = connection
     return connection
+
+
+@contextlib.asynccontextmanager
+async def request_unit() -> AsyncIterator[work.UnitOfWork]:
+    """The unit of work of the request's write: one statement on the request's connection,
+    its effects handed over once it has committed."""
+    connection = await request_connection()
+    async with work.single_statement(connection, current_parts().effects) as unit:
+        yield unit
 
 
 async def close_request_connection(_exc: BaseException | None = None) -> None:

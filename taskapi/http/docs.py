@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import BaseConverter, Rule
+
+from taskapi.errors import ErrorEnvelope
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
@@ -50,24 +51,6 @@ ERROR_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": "Always `Bearer`."},
     429: {"Retry-After": "Seconds to wait before trying again."},
 }
-
-
-class ErrorBody(BaseModel):
-    message: str = Field(examples=["Task with ID 7 not found"])
-    code: str = Field(description="Stable machine-readable code.", examples=["not_found"])
-    details: dict[str, list[str]] | None = Field(
-        default=None, description="Field → problems (validation errors only)."
-    )
-    request_id: str | None = Field(
-        default=None, description="On 500: the request id to quote when reporting it."
-    )
-
-
-class ErrorEnvelope(BaseModel):
-    """Every error response."""
-
-    status: Literal["error"]
-    error: ErrorBody
 
 
 def errors(*statuses: int) -> Callable[[F], F]:

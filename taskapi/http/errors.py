@@ -49,6 +49,5 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
-        body = error_body(MESSAGES[500], CODES[500])
-        body["error"]["request_id"] = current_request_id()
+        body = error_body(MESSAGES[500], CODES[500], request_id=current_request_id())
         return json_response(body, 500)

@@ -1,121 +1,45 @@
-"""The request gate: a view's decorators declare its policy (rate limits, the token it needs,
-the cache it is served from); one before-request step carries the policy out and leaves one
-`Admission` for the view and for the after-request step.
+"""The request gate: one before-request step carries out the view's policy (`http/policy.py`)
+and leaves one `Admission` for the view and for the one after-request step.
 
-With Redis, the step's shared-state work is one composed script: the token's revocation, the
-rate limit (keyed by user only once the token proved unrevoked, else by address) and the
-cached answer. Over-limit and revoked callers never reach the database.
+The shared-state work of a request (revocation, rate limit, cached answer) is one call to the
+gatekeeper port: one round trip with Redis. Over-limit and revoked callers never reach the
+database; a token whose role is not remembered has it read from the database after that call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from quart import Quart, Response, g, request
-from quart_schema import security_scheme
 
-from taskapi.domain.cache import Entry, Found, Slot, slot_for
-from taskapi.domain.limits import (
-    Decision,
-    Limit,
-    MemoryGcra,
-    Outcome,
-    address_key,
-    decide,
-    gcra_part,
-    limit_keys,
-    read_outcome,
-)
-from taskapi.domain.revocation import read_revoked, revocation_part
+from taskapi.domain.limits import Decision, address_key, decide, limit_keys
+from taskapi.domain.parts import Parts
 from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
+from taskapi.http.policy import Policy, policy_of
 from taskapi.http.proxies import client_ip
-from taskapi.http.request_ids import assign_request_id, stamp
+from taskapi.http.request_ids import assign_request_id, echo_request_id
 from taskapi.http.responses import options_as_204
-from taskapi.http.state import AppState
-from taskapi.http.tokens import ACCESS, REFRESH, TokenClaims, read_bearer_token
-from taskapi.infra.redis_pool import RedisUnavailable
-from taskapi.infra.redis_script import Part, ScriptBook
+from taskapi.http.security_headers import add_security_headers
+from taskapi.http.tokens import ACCESS, TokenClaims, read_bearer_token
+from taskapi.infra.stores import (
+    CacheSlot,
+    Entry,
+    GateAnswer,
+    GateQuery,
+    Limit,
+    Lookup,
+    StoreUnavailable,
+)
 
-F = TypeVar("F", bound=Callable[..., Any])
-LIMITS_ATTRIBUTE = "_taskapi_limits"
-AUTH_ATTRIBUTE = "_taskapi_auth"
-CACHE_ATTRIBUTE = "_taskapi_cache"
-BEARER = [{"bearerAuth": []}]
 READS = ("GET", "HEAD")
-# not stored with a cached answer: the gate and the after-request steps add them afresh
-SKIPPED_HEADERS = frozenset(
+# not stored with a cached answer: the gate and the after-request step add them afresh
+UNCACHED_HEADERS = frozenset(
     {"content-length", "x-cache", "x-request-id"}
     | {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 )
-
-
-# --- the declarations ------------------------------------------------------------------------
-
-
-def default_limits(view: F) -> F:
-    """The default limits (TASKAPI_RATELIMIT_DEFAULT)."""
-    setattr(view, LIMITS_ATTRIBUTE, ("default",))
-    return view
-
-
-def limited(*names: str) -> Callable[[F], F]:
-    """The default limits and the named ones (e.g. "login": TASKAPI_RATELIMIT_LOGIN)."""
-
-    def decorator(view: F) -> F:
-        setattr(view, LIMITS_ATTRIBUTE, ("default", *names))
-        return view
-
-    return decorator
-
-
-def exempt(view: F) -> F:
-    """No rate limit (health probes, the docs)."""
-    setattr(view, LIMITS_ATTRIBUTE, ())
-    return view
-
-
-def _requires(kind: str) -> Callable[[F], F]:
-    def decorator(view: F) -> F:
-        setattr(view, AUTH_ATTRIBUTE, kind)
-        return security_scheme(BEARER)(view)  # type: ignore[no-any-return]
-
-    return decorator
-
-
-login_required = _requires(ACCESS)
-refresh_token_required = _requires(REFRESH)
-
-
-def cached(kind: str) -> Callable[[F], F]:
-    """GET answers (200) are cached per caller as `kind` ("list" or "detail")."""
-
-    def decorator(view: F) -> F:
-        setattr(view, CACHE_ATTRIBUTE, kind)
-        return view
-
-    return decorator
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Policy:
-    limit_names: tuple[str, ...] | None  # None: the view did not say
-    auth: str | None
-    cache: str | None
-
-
-def policy_of(view: Callable[..., Any]) -> Policy:
-    return Policy(
-        getattr(view, LIMITS_ATTRIBUTE, None),
-        getattr(view, AUTH_ATTRIBUTE, None),
-        getattr(view, CACHE_ATTRIBUTE, None),
-    )
-
-
-# --- the outcome -----------------------------------------------------------------------------
+UNKNOWN = GateAnswer()  # the answer when the stores cannot give one
 
 
 @dataclasses.dataclass(slots=True)
@@ -127,7 +51,8 @@ class Admission:
     claims: TokenClaims | None = None
     viewer: Viewer | None = None
     rate: Decision | None = None
-    cache: Found | None = None  # set when the cache was consulted
+    slot: CacheSlot | None = None  # set when the cache was consulted
+    lookup: Lookup | None = None  # where to store a fresh answer (None: don't)
     hit: bool = False
 
 
@@ -150,40 +75,38 @@ def current_claims() -> TokenClaims:
     return claims
 
 
-# --- the step --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """A route's policy and the limits it comes to, worked out once per endpoint."""
+
+    endpoint: str
+    policy: Policy
+    limits: tuple[Limit, ...]
 
 
 class Gate:
     """Runs every view's policy: rate limit, token, revocation, user, cached answer."""
 
-    def __init__(
-        self,
-        state: AppState,
-        *,
-        limits: dict[str, list[Limit]],
-    ) -> None:
-        self.state = state
-        self.settings = state.settings
+    def __init__(self, parts: Parts, *, limits: dict[str, list[Limit]]) -> None:
+        self.parts = parts
+        self.settings = parts.settings
         self.limits = limits
-        self.memory_gcra = MemoryGcra()
-        self.scripts = ScriptBook(state.redis) if state.redis is not None else None
-        self._policies: dict[str, tuple[Policy, tuple[Limit, ...]]] = {}
+        self._routes: dict[str, Route] = {}
 
     def init_app(self, app: Quart) -> None:
         app.before_request(self.admit)
         app.after_request(self.finish)
-        app.extensions["taskapi.gate"] = self
         self.app = app
 
-    def policy(self, endpoint: str) -> tuple[Policy, tuple[Limit, ...]]:
-        known = self._policies.get(endpoint)
+    def route(self, endpoint: str) -> Route:
+        known = self._routes.get(endpoint)
         if known is None:
             policy = policy_of(self.app.view_functions[endpoint])
             names = policy.limit_names or ()
             limits = tuple(lim for name in names for lim in self.limits[name])
             if not self.settings.ratelimit_enabled:
                 limits = ()
-            known = self._policies[endpoint] = (policy, limits)
+            known = self._routes[endpoint] = Route(endpoint, policy, limits)
         return known
 
     async def admit(self) -> Response | None:
@@ -192,161 +115,96 @@ class Gate:
         endpoint = request.endpoint
         if endpoint is None or endpoint not in self.app.view_functions:
             return None
-        policy, limits = self.policy(endpoint)
+        route = self.route(endpoint)
         address = address_key(client_ip(request), self.settings.ratelimit_ipv6_prefix)
-        admission = Admission(policy, address)
+        admission = Admission(route.policy, address)
         g.admission = admission
-        kind = policy.auth if request.method != "OPTIONS" else None
+        kind = route.policy.auth if request.method != "OPTIONS" else None
         if kind is None:
-            await self._limit_alone(admission, endpoint, limits, address)
+            await self._limit(admission, route, address)
             return None
         try:
             claims = read_bearer_token(kind)
         except APIError:
-            await self._limit_alone(admission, endpoint, limits, address)  # 429 before 401
+            await self._limit(admission, route, address)  # 429 before 401
             raise
         admission.claims = claims
+        roles = self.parts.roles
+        role = roles.cached_role(claims.user_id, claims.generation)
+        slot = self._slot(route, claims.user_id, role)
         # an access token's holder has its own budget once the token proves unrevoked
-        user = f"user:{claims.user_id}" if kind == ACCESS else None
-        role = self.state.roles.cached_role(claims)
-        slot = self._slot(policy, claims.user_id, role)
-        revoked, found = await self._shared_step(admission, endpoint, limits, address, user, slot)
-        self._refuse_revoked(revoked)
+        user = f"user:{claims.user_id}" if kind == ACCESS else address
+        query = GateQuery(
+            jti=claims.jti,
+            limits=route.limits,
+            keys=limit_keys(user, endpoint, route.limits),
+            fallback_keys=limit_keys(address, endpoint, route.limits) if kind == ACCESS else None,
+            slot=slot,
+        )
+        answer = await self._ask(admission, route, query)
+        if answer.revoked:
+            raise APIError(401, "Token has been revoked.", code="token_revoked")
         if role is None:
-            role = await self.state.roles.role_of(request_connection, claims)
+            role = await roles.role_of(request_connection, claims.user_id, claims.generation)
             if role is None:
                 # not a user: counted against its address too, then refused
-                await self._limit_alone(admission, endpoint, limits, address)
+                await self._limit(admission, route, address)
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
-            slot = self._slot(policy, claims.user_id, role)
+            slot = self._slot(route, claims.user_id, role)
             if slot is not None:
-                found = await self._cache_alone(slot)
+                answer = await self._ask(admission, route, GateQuery(slot=slot))
         admission.viewer = Viewer(claims.user_id, role)
         if slot is None:
             return None
-        admission.cache = found or Found(None)
-        if admission.cache.entry is None:
+        admission.slot, admission.lookup = slot, answer.lookup
+        entry = answer.lookup.entry if answer.lookup is not None else None
+        if entry is None:
             return None
         admission.hit = True
-        entry = admission.cache.entry
         response = Response(entry.body, status=entry.status, headers=entry.headers)
         response.headers["X-Cache"] = "HIT"
         return response
 
-    def _slot(self, policy: Policy, user_id: int, role: str | None) -> Slot | None:
-        if policy.cache is None or role is None or self.state.cache is None:
-            return None
-        if request.method not in READS:
+    def _slot(self, route: Route, user_id: int, role: str | None) -> CacheSlot | None:
+        kind = route.policy.cache
+        if kind is None or role is None or request.method not in READS:
             return None
         task_id = (request.view_args or {}).get("task_id")
         origin = f"{request.scheme}://{request.host}"
         query = request.query_string.decode("latin-1")
-        return slot_for(policy.cache, Viewer(user_id, role), task_id, origin, query)
+        return self.parts.cache.slot(kind, Viewer(user_id, role), task_id, origin, query)
 
-    async def _shared_step(
-        self,
-        admission: Admission,
-        endpoint: str,
-        limits: tuple[Limit, ...],
-        address: str,
-        user: str | None,
-        slot: Slot | None,
-    ) -> tuple[bool | None, Found | None]:
-        """Revocation, rate limit and cached answer for a verified token: one round trip with
-        Redis. Returns (revoked or None when unknown, the cache lookup or None)."""
-        claims = admission.claims
-        assert claims is not None
-        scope_keys = limit_keys(user or address, endpoint, limits)
-        fallback = limit_keys(address, endpoint, limits) if user is not None else None
-        if self.scripts is None:
-            revoked = await self.state.revocations.is_revoked(claims.jti)
-            if limits:
-                keys = fallback if (revoked and fallback is not None) else scope_keys
-                self._apply(admission, limits, self.memory_gcra.hit(keys, limits))
-            found = None
-            if slot is not None and not revoked and self.state.cache is not None:
-                found = await self.state.cache.lookup(slot)
-            return revoked, found
-        parts: list[Part] = [revocation_part(claims.jti)]
-        if limits:
-            parts.append(gcra_part(scope_keys, limits, fallback))
-        cache = self.state.cache
-        if slot is not None and cache is not None:
-            parts.append(cache.part(slot))
+    async def _limit(self, admission: Admission, route: Route, scope: str) -> None:
+        """The route's limits on `scope` alone (no token, or one that failed)."""
+        if route.limits:
+            keys = limit_keys(scope, route.endpoint, route.limits)
+            await self._ask(admission, route, GateQuery(limits=route.limits, keys=keys))
+
+    async def _ask(self, admission: Admission, route: Route, query: GateQuery) -> GateAnswer:
+        """One call to the shared stores; 429 when a limit refuses. When the stores cannot
+        answer, the rate limit's and the revocation's policies (fail open, or 503)."""
         try:
-            reply = await self.scripts.run("gate", parts)
-        except RedisUnavailable:
-            self._apply(admission, limits, None)
-            return None, Found(None) if slot is not None else None
-        rate = reply["rate"]
-        if rate is not None:
-            self._apply(admission, limits, read_outcome(rate, len(limits)))
-        revoked = read_revoked(reply["revoked"] or [0])
-        values = reply["cache"]
-        found = None
-        if slot is not None and cache is not None and values is not None and not revoked:
-            found = cache.read(slot, values)
-        return revoked, found
-
-    async def _limit_alone(
-        self, admission: Admission, endpoint: str, limits: tuple[Limit, ...], scope: str
-    ) -> None:
-        if not limits:
-            return
-        keys = limit_keys(scope, endpoint, limits)
-        if self.scripts is None:
-            self._apply(admission, limits, self.memory_gcra.hit(keys, limits))
-            return
-        try:
-            reply = await self.scripts.run("rate limiter", [gcra_part(keys, limits)])
-        except RedisUnavailable:
-            self._apply(admission, limits, None)
-            return
-        self._apply(admission, limits, read_outcome(reply["rate"] or [], len(limits)))
-
-    async def _cache_alone(self, slot: Slot) -> Found:
-        cache = self.state.cache
-        assert cache is not None
-        if self.scripts is None:
-            return await cache.lookup(slot)
-        try:
-            reply = await self.scripts.run("cache", [cache.part(slot)])
-        except RedisUnavailable:
-            return Found(None)
-        return cache.read(slot, reply["cache"] or [])
-
-    def _apply(
-        self, admission: Admission, limits: tuple[Limit, ...], outcome: Outcome | None
-    ) -> None:
-        """A rate step's outcome (None: Redis could not answer): 429, or the headers' figures."""
-        if not limits:
-            return
-        if outcome is None:
-            if self.settings.ratelimit_fail_open:
-                return
-            raise APIError(503, "Rate limiting is unavailable. Try again shortly.")
-        decision = decide(limits, outcome)
-        admission.rate = decision
-        if not decision.allowed:
-            raise APIError(
-                429,
-                "Too many requests. Try again later.",
-                code="rate_limited",
-                headers={"Retry-After": str(decision.retry_after)},
-            )
-
-    def _refuse_revoked(self, revoked: bool | None) -> None:
-        """401 when revoked; when unknown (Redis down), the configured policy."""
-        if revoked is None:
-            if self.settings.revocation_fail_open:
-                return
-            raise APIError(
-                503,
-                "Cannot check the token right now. Try again shortly.",
-                code="service_unavailable",
-            )
-        if revoked:
-            raise APIError(401, "Token has been revoked.", code="token_revoked")
+            answer = await self.parts.gatekeeper.admit(query)
+        except StoreUnavailable:
+            if query.limits and not self.settings.ratelimit_fail_open:
+                raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
+            if query.jti is not None and not self.settings.revocation_fail_open:
+                raise APIError(
+                    503,
+                    "Cannot check the token right now. Try again shortly.",
+                    code="service_unavailable",
+                ) from None
+            return UNKNOWN
+        if answer.outcome is not None:
+            decision = admission.rate = decide(route.limits, answer.outcome)
+            if not decision.allowed:
+                raise APIError(
+                    429,
+                    "Too many requests. Try again later.",
+                    code="rate_limited",
+                    headers={"Retry-After": str(decision.retry_after)},
+                )
+        return answer
 
     async def finish(self, response: Response) -> Response:
         """The one after-request step: rate-limit headers; a cached route's X-Cache, and its
@@ -355,24 +213,28 @@ class Gate:
             options_as_204(response)
         admission: Admission | None = g.get("admission")
         if admission is not None:
-            await self._settle(admission, response)
-        stamp(response)
+            await self._after(admission, response)
+        echo_request_id(response)
+        add_security_headers(response)
         return response
 
-    async def _settle(self, admission: Admission, response: Response) -> None:
+    async def _after(self, admission: Admission, response: Response) -> None:
         decision = admission.rate
         if decision is not None:
             response.headers["RateLimit-Limit"] = str(decision.limit)
             response.headers["RateLimit-Remaining"] = str(decision.remaining)
             response.headers["RateLimit-Reset"] = str(decision.reset_seconds)
-        found = admission.cache
-        if found is None or admission.hit:
+        slot = admission.slot
+        if slot is None or admission.hit:
             return
         response.headers["X-Cache"] = "MISS"
-        cache = self.state.cache
-        if found.key is not None and response.status_code == 200 and cache is not None:
+        lookup = admission.lookup
+        if lookup is not None and response.status_code == 200:
             headers = {
-                k: v for k, v in response.headers.items() if k.lower() not in SKIPPED_HEADERS
+                k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
             }
             entry = Entry(200, headers, await response.get_data())
-            await cache.put(found.key, admission.policy.cache or "list", entry)
+            try:
+                await self.parts.answers.put(lookup.key, entry, slot.ttl)
+            except StoreUnavailable:
+                return

@@ -1,6 +1,5 @@
-"""Request ids (a trusted proxy's `X-Request-ID`, else a new one; see taskapi/http/proxies.py),
-echoed in the response and put on every log line; and the security headers every answer carries.
-"""
+"""Request ids: a trusted proxy's `X-Request-ID` (see taskapi/http/proxies.py), else a new one;
+echoed in the response and put on every log line."""
 
 from __future__ import annotations
 
@@ -13,11 +12,6 @@ from taskapi.http.proxies import from_trusted_proxy
 from taskapi.infra.logs import current_request_id, request_id_var
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def assign_request_id() -> None:
@@ -27,12 +21,5 @@ def assign_request_id() -> None:
     request_id_var.set(incoming if trusted else uuid.uuid4().hex)
 
 
-def stamp(response: Response) -> None:
-    """Echo the request id; add the headers that must hold without nginx; `no-store` on any
-    answer to a request that carried credentials."""
-    headers = response.headers
-    headers["X-Request-ID"] = current_request_id()
-    for name, value in SECURITY_HEADERS.items():
-        headers.setdefault(name, value)
-    if "Authorization" in request.headers:
-        headers["Cache-Control"] = "no-store"
+def echo_request_id(response: Response) -> None:
+    response.headers["X-Request-ID"] = current_request_id()

@@ -16,6 +16,11 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload)
 
 
+def encoded_json(json: bytes) -> orjson.Fragment:
+    """JSON already encoded (by a model's serializer), to embed as is in an envelope."""
+    return orjson.Fragment(json)
+
+
 def json_response(
     payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:

@@ -1,8 +1,9 @@
 """JSON Web Tokens: the only module that touches quart-jwt-extended.
 
 The library decodes; its decorators and loaders are not used, because its callbacks are
-synchronous (see DEPENDENCIES.md). Tokens are issued with PyJWT in the library's format, since
-the library can add only one custom claim and ours are more (`role`, `gen`, `rjti`, `rexp`).
+synchronous (an `async def` loader is never awaited). Tokens are issued with PyJWT in the
+library's format, since the library can add only one custom claim and ours are more (`role`,
+`gen`, `rjti`, `rexp`).
 Verification failures become our 401 envelope here.
 """
 
@@ -19,7 +20,7 @@ import jwt
 from quart import Quart, current_app, request
 from quart_jwt_extended import JWTManager, decode_token
 
-from taskapi.domain.pagination import MAX_ID
+from taskapi.domain.models import MAX_ID
 from taskapi.errors import APIError
 from taskapi.settings import Settings
 

@@ -6,9 +6,8 @@ from typing import Any
 
 from werkzeug.routing import IntegerConverter
 
+from taskapi.domain.models import MAX_ID
 from taskapi.errors import APIError
-
-MAX_ID = 2**31 - 1  # the id columns are 32-bit integers
 
 
 # workaround: Werkzeug int(max=...) answers 405 for a too-large id (pinned by tests/test_library_defects.py::test_werkzeug_int_max_gives_405_for_a_large_id)

@@ -1,20 +1,22 @@
-"""Request bodies: JSON only, within the size limit, validated by a pydantic model.
+"""Request bodies and query strings, validated by the pydantic models that document them.
 
 One decorator, `json_body`, answers every way a body can be wrong with the contract's status:
 no bytes → 400, not JSON → 415, malformed or not an object → 400, too large → 413 (Quart's limit),
 invalid fields → 422 (or 400 where the contract says so, as on /auth). It documents the model for
-the OpenAPI document with quart-schema's `document_request`.
+the OpenAPI document with quart-schema's `document_request`. Another, `query_args`, validates the
+query string with a model whose every parameter declares its contract answer (`Rejected`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 from quart import request
-from quart_schema import document_request
+from quart_schema import document_querystring, document_request
 
 from taskapi.errors import APIError
 
@@ -88,5 +90,50 @@ def json_body(
             return await view(*args, data=data, **kwargs)
 
         return document_request(model)(wrapper)
+
+    return decorator
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    """Marks a query parameter (in its `Annotated[...]`): any invalid value of it is answered 400
+    with this message and code (by default the status's own)."""
+
+    message: str
+    code: str | None = None
+
+
+def _rejections(model: type[BaseModel]) -> dict[str, Rejected]:
+    """Each parameter's `Rejected`; TypeError, at import, for a parameter without one (or for a
+    model-level validator, whose error would name no parameter)."""
+    if model.__pydantic_decorators__.model_validators:
+        raise TypeError(f"{model.__name__}: a query model validates its parameters one by one")
+    found: dict[str, Rejected] = {}
+    for name, field in model.model_fields.items():
+        marks = [mark for mark in field.metadata if isinstance(mark, Rejected)]
+        if len(marks) != 1:
+            raise TypeError(f"{model.__name__}.{name} needs exactly one Rejected(...) annotation")
+        found[name] = marks[0]
+    return found
+
+
+def query_args(
+    model: type[BaseModel],
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Validate the query string with `model` and pass it to the view as `query`. The first value
+    of a repeated key counts; the first invalid parameter (in the model's order) is answered."""
+    rejections = _rejections(model)
+
+    def decorator(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                query = model.model_validate(request.args.to_dict())
+            except ValidationError as error:
+                rejected = rejections[str(error.errors()[0]["loc"][0])]
+                raise APIError(400, rejected.message, code=rejected.code) from None
+            return await view(*args, query=query, **kwargs)
+
+        return document_querystring(model)(wrapper)
 
     return decorator

@@ -1,4 +1,4 @@
-"""The engine, the session of each request, the declarative Base and portable column types."""
+"""The engine and its connections, the declarative Base and portable column types."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -172,25 +170,18 @@ def ensure_sqlite_directory(url: str) -> None:
 
 
 class Database:
-    """The engine and session factory of one app, opened before serving and closed after."""
+    """The engine of one process, connected before serving and disposed of after."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
             raise RuntimeError("the database is not connected (before_serving has not run)")
         return self._engine
-
-    def session(self) -> AsyncSession:
-        """An ORM session in a real transaction: nothing is written until `commit()`."""
-        if self._sessions is None:
-            raise RuntimeError("the database is not connected (before_serving has not run)")
-        return self._sessions()
 
     def transaction(self) -> AsyncContextManager[AsyncConnection]:
         """`async with db.transaction() as connection`: several statements that commit together
@@ -211,11 +202,9 @@ class Database:
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     async def dispose(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
         self._engine = None
         self._autocommit = None
-        self._sessions = None

@@ -16,7 +16,7 @@ from taskapi.domain.accounts import register_user
 from taskapi.domain.models import User
 from taskapi.domain.names import canonical
 from taskapi.errors import APIError
-from tests.conftest import PASSWORD, state_of
+from tests.conftest import PASSWORD, session_on, state_of
 from tests.lookalikes import fullwidth
 
 NEW_USER = {"username": "newuser", "email": "new@example.com", "password": "s3cure-password"}
@@ -45,7 +45,7 @@ async def test_register_success(app, client):
     assert response.status_code == 201
     body = await response.get_json()
     assert body["message"] == "User registered successfully"
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         user = await session.scalar(select(User).where(User.username == "newuser"))
     assert user is not None and user.id == body["user_id"]
     assert user.role == "user"
@@ -55,7 +55,7 @@ async def test_register_success(app, client):
 async def test_register_ignores_role_in_body(app, client):
     response = await client.post("/auth/register", json={**NEW_USER, "role": "admin"})
     assert response.status_code == 201
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         role = await session.scalar(select(User.role).where(User.username == "newuser"))
     assert role == "user"
 
@@ -294,7 +294,7 @@ def _claims_of(app, token: str) -> dict:
 
 async def test_token_of_a_deleted_user(app, client, make_account):
     account = await make_account()
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
     for path in ("/auth/me", "/api/tasks/"):
@@ -362,12 +362,12 @@ async def test_a_token_without_generation_passes_only_for_an_account_from_before
 async def test_role_comes_from_the_database_not_the_token(app, client, make_account):
     """A demoted admin loses admin rights at once, whatever the token's role claim says."""
     admin, other = await make_account("admin"), await make_account("user")
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         task_owner = await session.get(User, other.id)
         assert task_owner is not None
     created = await client.post("/api/tasks/", headers=other.headers, json={"title": "mine"})
     task_id = (await created.get_json())["data"]["id"]
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         user = await session.get(User, admin.id)
         assert user is not None
         user.role = "user"
@@ -496,7 +496,7 @@ async def test_the_database_refuses_a_canonical_duplicate_that_skipped_the_check
 
 async def test_register_keeps_the_local_part_and_lowercases_the_domain(app, clean_db):
     state = state_of(app)
-    async with state.db.session() as session:
+    async with session_on(state.db) as session:
         user = await register_user(
             session,
             state.passwords,

@@ -6,11 +6,15 @@ import base64
 import datetime as dt
 import itertools
 import json
+import re
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import select
 
-from tests.conftest import tasks_sharing_one_created_at
+from taskapi.blueprints.tasks.schemas import TaskOut
+from taskapi.domain.tasks import TASKS
+from tests.conftest import state_of, tasks_sharing_one_created_at
 from tests.services import until
 
 
@@ -53,6 +57,72 @@ async def test_created_task_has_every_contract_field(client_as):
     assert abs(dt.datetime.now(dt.UTC) - created) < dt.timedelta(minutes=5)
     assert response.headers["Location"].endswith(f"/api/tasks/{task['id']}")
     assert response.headers["Location"].startswith("http")
+
+
+async def _stored(app, task_id: int):
+    """The task's row, read straight from the database."""
+    async with state_of(app).db.connection() as connection:
+        return (await connection.execute(select(TASKS).where(TASKS.c.id == task_id))).one()
+
+
+UTC_ISOFORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
+
+
+def _documented(row) -> bytes:
+    """A task as the API has always sent it, spelled out: these keys in this order, times as
+    `datetime.isoformat()` of the UTC instant (`+00:00`, not `Z`), the date as YYYY-MM-DD."""
+    for stamp in (row.created_at, row.updated_at):
+        assert UTC_ISOFORMAT.fullmatch(stamp.isoformat()), stamp
+    due = f'"{row.due_date.isoformat()}"' if row.due_date else "null"
+    return (
+        f'{{"id":{row.id},"title":{json.dumps(row.title, ensure_ascii=False)},'
+        f'"description":{json.dumps(row.description, ensure_ascii=False)},'
+        f'"status":"{row.status}","due_date":{due},'
+        f'"created_at":"{row.created_at.isoformat()}","updated_at":"{row.updated_at.isoformat()}",'
+        f'"owner_id":{row.owner_id}}}'
+    ).encode()
+
+
+async def test_a_task_is_sent_byte_for_byte_as_documented(app, client_as):
+    """Detail, list, create, PUT and PATCH: the exact bytes seed clients and cached answers have."""
+    api = await client_as()
+    created = await api.post(
+        "/api/tasks/",
+        json={"title": 'A "quoted" ✓ title', "description": "two\nlines", "due_date": "2026-12-31"},
+    )
+    plain = await api.create_task(title="no description, no date")
+    first = await _stored(app, (await created.get_json())["data"]["id"])
+    second = await _stored(app, plain["id"])
+    assert await created.get_data() == b'{"status":"success","data":' + _documented(first) + b"}"
+    for row in (first, second):
+        detail = await api.get(f"/api/tasks/{row.id}")
+        assert await detail.get_data() == b'{"status":"success","data":' + _documented(row) + b"}"
+    listed = await (await api.get("/api/tasks/")).get_data()
+    assert listed == (
+        b'{"status":"success","data":['
+        + _documented(second)
+        + b","
+        + _documented(first)
+        + b'],"meta":{"count":2,"next_cursor":null}}'
+    )
+    url = f"/api/tasks/{first.id}"
+    for method, body in (("put", {"title": "t", "status": "completed"}), ("patch", {"title": "p"})):
+        response = await getattr(api, method)(url, json=body)
+        expected = b'{"status":"success","data":' + _documented(await _stored(app, first.id)) + b"}"
+        assert await response.get_data() == expected
+
+
+async def test_the_task_json_is_task_out_s_own(app, client_as):
+    """TaskOut, the documented model, is what writes a task: its JSON is the response's."""
+    api = await client_as()
+    task = await api.create_task(description="d", due_date="2026-01-02")
+    own = TaskOut.model_validate((await _stored(app, task["id"]))._asdict()).model_dump_json()
+    detail = await (await api.get(f"/api/tasks/{task['id']}")).get_data()
+    assert detail == b'{"status":"success","data":' + own.encode() + b"}"
+    listed = await (await api.get("/api/tasks/")).get_data()
+    assert listed == (
+        b'{"status":"success","data":[' + own.encode() + b'],"meta":{"count":1,"next_cursor":null}}'
+    )
 
 
 async def test_read_only_and_unknown_fields_are_ignored(client_as):
@@ -405,6 +475,68 @@ async def test_default_page_is_bounded_at_100(client_as):
 async def test_invalid_limit_is_400(client_as, value):
     api = await client_as()
     await _error(await api.get(f"/api/tasks/?limit={value}"), 400, "invalid_limit")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+5",
+        "%205",  # " 5"
+        "5%20",  # "5 "
+        "5_0",
+        "1.0",
+        "1e2",
+        "0x10",
+        "",
+        "%EF%BC%92",  # a full-width digit two
+        "0000002",  # seven digits
+    ],
+)
+async def test_limit_is_one_to_six_ascii_digits(client_as, value):
+    """Only ASCII digits make a limit, not what Python's or pydantic's int() would also take."""
+    api = await client_as()
+    error = await _error(await api.get(f"/api/tasks/?limit={value}"), 400, "invalid_limit")
+    assert error["message"] == "limit must be an integer from 1 to 100."
+
+
+@pytest.mark.parametrize("value", ["2", "02", "000002"])
+async def test_limit_may_have_leading_zeros_within_six_digits(client_as, value):
+    api = await client_as()
+    for i in range(3):
+        await api.create_task(title=f"t{i}")
+    response = await api.get(f"/api/tasks/?limit={value}")
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["meta"]["count"] == 2
+    assert "limit=2&" in response.headers["Link"]
+
+
+async def test_the_first_of_a_repeated_parameter_counts(client_as):
+    api = await client_as()
+    for i in range(3):
+        await api.create_task(title=f"t{i}", status="completed")
+    response = await api.get("/api/tasks/?limit=2&limit=abc&status=completed&status=done")
+    assert response.status_code == 200
+    assert (await response.get_json())["meta"]["count"] == 2
+
+
+async def test_an_empty_cursor_is_the_first_page(client_as):
+    api = await client_as()
+    task = await api.create_task()
+    response = await api.get("/api/tasks/?cursor=")
+    assert response.status_code == 200
+    assert [t["id"] for t in (await response.get_json())["data"]] == [task["id"]]
+
+
+async def test_the_first_bad_parameter_is_answered(client_as):
+    """status, then limit, then cursor: the order the contract's checks have always had."""
+    api = await client_as()
+    status = await _error(await api.get("/api/tasks/?cursor=x&limit=0&status=done"), 400)
+    assert status["message"] == "Invalid status filter. Use 'pending' or 'completed'."
+    assert status["code"] == "bad_request"
+    await _error(await api.get("/api/tasks/?cursor=x&limit=0"), 400, "invalid_limit")
+    cursor = await _error(await api.get("/api/tasks/?cursor=x"), 400, "invalid_cursor")
+    assert cursor["message"] == "Invalid cursor."
 
 
 def _cursor_at(stamp: str, row_id: int = 1) -> str:

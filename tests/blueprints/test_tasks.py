@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from taskapi.domain.models import Task
-from tests.conftest import state_of
+from tests.conftest import session_on, state_of
 
 
 async def _login(client, account) -> str:
@@ -47,7 +47,7 @@ async def test_create_task(app, client_as):
     assert body["data"]["description"] == payload["description"]
     assert body["data"]["status"] == "pending"
     task_id = body["data"]["id"]
-    async with state_of(app).db.session() as session:
+    async with session_on(state_of(app).db) as session:
         stored = await session.scalar(select(Task).where(Task.id == task_id))
     assert stored is not None
     assert stored.title == payload["title"]

@@ -34,7 +34,9 @@ async def _deleted_while_cached(app: Quart) -> tuple[ApiClient, int]:
     assert (await api.get("/auth/me")).status_code == 401  # the account is gone...
     async with app.app_context():
         claims = verify_token(api.account.access_token)
-    assert state_of(app).roles.cached_role(claims) is not None  # ...its role still cached
+    assert (
+        state_of(app).roles.cached_role(claims.user_id, claims.generation) is not None
+    )  # ...its role still cached
     return api, task["id"]
 
 

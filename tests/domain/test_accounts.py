@@ -11,6 +11,7 @@ from quart import Quart
 from sqlalchemy import select, text
 
 from taskapi.app import create_app
+from taskapi.domain import work
 from taskapi.domain.accounts import delete_user
 from taskapi.domain.models import User
 from taskapi.settings import Settings
@@ -51,8 +52,8 @@ async def _login(client: Any, name: str, user_id: int) -> Session:
 
 async def _delete(app: Quart, user_id: int) -> None:
     state = state_of(app)
-    async with state.db.transaction() as connection:
-        assert await delete_user(connection, state.cache, user_id)
+    async with work.transaction(state.db, state.effects) as unit:
+        assert await delete_user(unit, user_id)
 
 
 async def _listed_titles_and_cache_flag(client: Any, who: Session) -> tuple[list[str], str]:
@@ -187,6 +188,6 @@ async def test_delete_user_command_removes_the_account_and_its_tasks(tmp_path):
 
 async def test_delete_user_returns_false_for_a_missing_account(app, clean_db):
     state = state_of(app)
-    async with state.db.transaction() as connection:
-        assert not await delete_user(connection, state.cache, 10**9)
-        assert await connection.scalar(select(User.id).limit(1)) is None
+    async with work.transaction(state.db, state.effects) as unit:
+        assert not await delete_user(unit, 10**9)
+        assert await unit.connection.scalar(select(User.id).limit(1)) is None

@@ -11,7 +11,7 @@ from sqlalchemy import delete, update
 from taskapi.domain.accounts import RoleCache
 from taskapi.domain.models import User
 from taskapi.http.tokens import TokenClaims, VerifiedTokens
-from tests.conftest import create_account
+from tests.conftest import create_account, session_on
 
 
 def _claims(expires_at: float) -> TokenClaims:
@@ -79,7 +79,7 @@ async def test_a_demoted_admin_loses_admin_rights_within_the_role_cache_time(mak
     url = f"/api/tasks/{(await task.get_json())['data']['id']}"
     assert (await client.get(url, headers=admin.headers)).status_code == 200
     state = app.extensions["taskapi"]
-    async with state.db.session() as session:
+    async with session_on(state.db) as session:
         await session.execute(update(User).where(User.id == admin.id).values(role="user"))
         await session.commit()
     clock.now += 29.5  # the old role is reused until the cache time is up...
@@ -96,7 +96,7 @@ async def test_a_deleted_user_is_refused_within_the_role_cache_time(make_apps):
     client = app.test_client()
     assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
     state = app.extensions["taskapi"]
-    async with state.db.session() as session:
+    async with session_on(state.db) as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
     clock.now += 29.5

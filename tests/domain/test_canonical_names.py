@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from taskapi.domain.limits import Limit, LoginBudgets, MemoryLoginFailures
+from taskapi.domain.limits import login_keys
 from taskapi.domain.names import canonical
+from taskapi.infra.memory.login_failures import MemoryLoginFailures
+from taskapi.infra.stores import Limit, LoginBudgets
 from tests.lookalikes import fullwidth
 
 DOTTED_I = "\N{LATIN CAPITAL LETTER I WITH DOT ABOVE}"
@@ -22,9 +24,9 @@ async def test_login_failures_are_counted_per_canonical_username():
     budget, and one that cannot log in as her does not."""
     failures = MemoryLoginFailures(LoginBudgets(Limit(2, 3600), Limit(100, 86400), 86400))
     address = "ip:192.0.2.1"
-    for _ in range(2):
-        assert not (await failures.charge("alice", address)).retry_after  # two wrong guesses
+    for _ in range(2):  # two wrong guesses
+        assert not (await failures.charge(login_keys("alice", address))).retry_after
 
-    assert (await failures.charge(fullwidth("ALICE"), address)).retry_after > 0
-    assert (await failures.charge("ALICE", address)).retry_after > 0
-    assert (await failures.charge("al" + DOTTED_I + "ce", address)).retry_after == 0
+    assert (await failures.charge(login_keys(fullwidth("ALICE"), address))).retry_after > 0
+    assert (await failures.charge(login_keys("ALICE", address))).retry_after > 0
+    assert (await failures.charge(login_keys("al" + DOTTED_I + "ce", address))).retry_after == 0

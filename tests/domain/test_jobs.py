@@ -9,11 +9,11 @@ import pytest
 from arq.jobs import Job
 from arq.worker import create_worker
 
-from taskapi.domain.effects import TaskEffects
-from taskapi.domain.jobs import JobResources, deserialize_job, process_task
-from taskapi.infra.mail import Mailer
+from taskapi.domain.jobs import process_task
+from taskapi.infra.redis.queue import deserialize_job
+from taskapi.wiring import job_resources
 from taskapi.worker_settings import build_worker_settings
-from tests.conftest import create_account, taskapi_records
+from tests.conftest import create_account, redis_of, taskapi_records
 from tests.services import redis_commands_during, until
 from tests.smtp import smtp_sink
 
@@ -109,15 +109,16 @@ async def test_the_creation_email_job_names_its_creator_and_request(make_apps):
     )
     assert response.status_code == 201
     state = app.extensions["taskapi"]
-    (key,) = await state.redis.client.keys(b"arq:job:*")
-    job_id = key.decode().removeprefix("arq:job:")
-    info = await Job(job_id, state.redis.client, _deserializer=deserialize_job).info()
+    async with redis_of(app) as redis:
+        (key,) = await redis.keys(b"arq:job:*")
+        job_id = key.decode().removeprefix("arq:job:")
+        info = await Job(job_id, redis, _deserializer=deserialize_job).info()
     assert info is not None and info.function == "send_task_created_email"
     assert info.kwargs == {
         "requested_by": account.id,
         "request_id": response.headers["X-Request-ID"],
     }
-    view = await state.jobs.view(job_id)
+    view = await state.queue.view(job_id)
     assert (view.status, view.requested_by) == ("queued", account.id)
 
 
@@ -198,14 +199,16 @@ async def test_a_failed_job_reads_as_failed(make_apps):
     task = await _create(app.test_client(), account)
     await run_worker_until_idle(settings_of(app))
     state = app.extensions["taskapi"]
-    keys = await state.redis.client.keys(b"arq:result:*")
+    async with redis_of(app) as redis:
+        keys = await redis.keys(b"arq:result:*")
     assert len(keys) == 1
     job_id = keys[0].decode().removeprefix("arq:result:")
-    view = await state.jobs.view(job_id)
+    view = await state.queue.view(job_id)
     assert view.status == "failed"
     assert view.result is None
     # ...and the failed job is this task's e-mail, whose arq result says it did not succeed
-    info = await Job(job_id, state.redis.client, _deserializer=deserialize_job).result_info()
+    async with redis_of(app) as redis:
+        info = await Job(job_id, redis, _deserializer=deserialize_job).result_info()
     assert info is not None
     assert (info.function, list(info.args)) == ("send_task_created_email", [task["id"]])
     assert info.success is False
@@ -228,8 +231,7 @@ async def test_process_task_run_twice_appends_the_mark_once(make_apps):
     account = await create_account(app)
     task = await _create(app.test_client(), account, description=None)
     state = app.extensions["taskapi"]
-    effects = TaskEffects(state.cache, None)
-    ctx = {"taskapi": JobResources(state.settings, state.db, effects, Mailer(state.settings))}
+    ctx = {"taskapi": job_resources(state)}
     first = await process_task(ctx, task["id"], account.id)
     second = await process_task(ctx, task["id"], account.id)
     assert first["new_description"] == second["new_description"] == " [Processed]"
@@ -238,8 +240,7 @@ async def test_process_task_run_twice_appends_the_mark_once(make_apps):
 async def test_process_task_of_a_deleted_task_reports_it(make_apps):
     (app,) = await make_apps(1, backend="memory")
     state = app.extensions["taskapi"]
-    effects = TaskEffects(None, None)
-    ctx = {"taskapi": JobResources(state.settings, state.db, effects, Mailer(state.settings))}
+    ctx = {"taskapi": job_resources(state)}
     assert await process_task(ctx, 987654, 1) == {"status": "failed", "reason": "Task not found"}
 
 

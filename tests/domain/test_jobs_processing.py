@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from taskapi.domain.effects import TaskEffects
-from taskapi.domain.jobs import JobResources, process_task
-from taskapi.infra.mail import Mailer
+from taskapi.domain.jobs import process_task
+from taskapi.wiring import job_resources
 from tests.conftest import create_account
 
 
 def job_context(app) -> dict:
-    state = app.extensions["taskapi"]
-    return {
-        "taskapi": JobResources(
-            state.settings, state.db, TaskEffects(state.cache, None), Mailer(state.settings)
-        )
-    }
+    return {"taskapi": job_resources(app.extensions["taskapi"])}
 
 
 async def test_the_result_of_processing_names_the_task(make_apps):

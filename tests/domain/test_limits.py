@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from taskapi.domain import limits
+from taskapi.domain.limits import address_key
+from taskapi.infra.memory import gcra, login_failures
 from tests.conftest import create_account
 
 LIMITED = {"ratelimit_enabled": True, "ratelimit_default": "2 per minute"}
 
 
 class StillClock:
-    """Stands in for the `time` module inside taskapi.domain.limits: time moves only when told."""
+    """Stands in for the `time` module of the in-process limiters: time moves only when told."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -21,10 +22,16 @@ class StillClock:
         return self.now
 
 
+def hold_clock(monkeypatch: pytest.MonkeyPatch, still: StillClock) -> None:
+    """The in-process limiters (rate limits, failed logins) read `still` for the time."""
+    monkeypatch.setattr(gcra, "time", still)
+    monkeypatch.setattr(login_failures, "time", still)
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> StillClock:
     still = StillClock()
-    monkeypatch.setattr(limits, "time", still)
+    hold_clock(monkeypatch, still)
     return still
 
 
@@ -118,4 +125,4 @@ async def test_a_named_limit_adds_to_the_defaults(make_apps, clock):
     ],
 )
 def test_an_address_key_is_the_ipv4_address_or_the_ipv6_network(address, prefix, key):
-    assert limits.address_key(address, prefix) == key
+    assert address_key(address, prefix) == key

@@ -11,25 +11,37 @@ from typing import Any
 
 import pytest
 
-from taskapi.domain import limits
-from taskapi.domain.limits import (
-    PREFIX,
-    Limit,
-    LoginBudgets,
-    LoginCharge,
-    LoginFailures,
-    MemoryLoginFailures,
-    RedisLoginFailures,
-)
-from taskapi.infra.redis_pool import RedisPool
-from tests.domain.test_limits import StillClock
+from taskapi.domain.limits import PREFIX, login_keys
+from taskapi.domain.ports import LoginFailures
+from taskapi.infra.memory.login_failures import MemoryLoginFailures
+from taskapi.infra.redis.login_failures import RedisLoginFailures
+from taskapi.infra.redis.pool import RedisPool
+from taskapi.infra.stores import Limit, LoginBudgets, LoginCharge
+from tests.domain.test_limits import StillClock, hold_clock
 
 # the defaults of TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS, _PER_ACCOUNT, _KNOWN_ADDRESS_DAYS
 BUDGETS = LoginBudgets(Limit(5, 15 * 60), Limit(20, 86400), 30 * 86400)
 OWNER_ADDRESS = "ip:192.0.2.10"
 NEW_ADDRESS = "ip:192.0.2.99"
 
-Build = Callable[..., Coroutine[Any, Any, LoginFailures]]
+
+class ByName:
+    """A failed-login store asked by username and address (the keys worked out as login does)."""
+
+    def __init__(self, store: LoginFailures) -> None:
+        self.store = store
+
+    async def charge(self, username: str, address: str) -> LoginCharge:
+        return await self.store.charge(login_keys(username, address))
+
+    async def succeeded(self, charge: LoginCharge) -> None:
+        await self.store.succeeded(charge)
+
+    def clear(self) -> None:
+        self.store.clear()  # type: ignore[attr-defined]
+
+
+Build = Callable[..., Coroutine[Any, Any, ByName]]
 
 
 def guesser(i: int) -> str:
@@ -37,7 +49,7 @@ def guesser(i: int) -> str:
     return f"ip:10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
 
 
-async def log_in(failures: LoginFailures, username: str, address: str) -> LoginCharge:
+async def log_in(failures: ByName, username: str, address: str) -> LoginCharge:
     """An attempt with the right password: charged, then (when admitted) succeeded."""
     charge = await failures.charge(username, address)
     if not charge.retry_after:
@@ -45,9 +57,7 @@ async def log_in(failures: LoginFailures, username: str, address: str) -> LoginC
     return charge
 
 
-async def guesses_admitted(
-    failures: LoginFailures, username: str, count: int, first: int = 0
-) -> int:
+async def guesses_admitted(failures: ByName, username: str, count: int, first: int = 0) -> int:
     """How many of `count` wrong guesses from fresh addresses got to have their password checked."""
     charges = [await failures.charge(username, guesser(first + i)) for i in range(count)]
     return sum(not charge.retry_after for charge in charges)
@@ -74,10 +84,10 @@ async def redis_pools(redis_server) -> AsyncIterator[Callable[[], Coroutine[Any,
 def build(request, redis_pools) -> Build:
     """Factory of failed-login budgets on the parametrized backend."""
 
-    async def factory(budgets: LoginBudgets = BUDGETS) -> LoginFailures:
+    async def factory(budgets: LoginBudgets = BUDGETS) -> ByName:
         if request.param == "memory":
-            return MemoryLoginFailures(budgets)
-        return RedisLoginFailures(budgets, await redis_pools())
+            return ByName(MemoryLoginFailures(budgets))
+        return ByName(RedisLoginFailures(budgets, await redis_pools()))
 
     return factory
 
@@ -127,8 +137,8 @@ async def test_a_day_of_guessing_lets_at_most_twice_the_daily_budget_through(mon
     """'20 per day' admits 20 at once, then one every 72 minutes: at most 40 in any 24 hours,
     and 20 a day after that (the in-process budgets, on a clock the test moves)."""
     clock = StillClock()
-    monkeypatch.setattr(limits, "time", clock)
-    failures = MemoryLoginFailures(BUDGETS)
+    hold_clock(monkeypatch, clock)
+    failures = ByName(MemoryLoginFailures(BUDGETS))
     days = []
     for day in range(3):
         admitted = 0
@@ -145,7 +155,7 @@ async def test_a_day_of_guessing_lets_at_most_twice_the_daily_budget_through(mon
 async def test_redis_admits_no_more_than_the_budget_and_its_refill(redis_pools):
     """Redis's own clock: over a short period, a guesser gets the burst plus one per interval."""
     budgets = LoginBudgets(Limit(100, 900), Limit(3, 1), 86400)
-    failures = RedisLoginFailures(budgets, await redis_pools())
+    failures = ByName(RedisLoginFailures(budgets, await redis_pools()))
     started, admitted, i = time.monotonic(), 0, 0
     while time.monotonic() - started < 1.5:
         admitted += not (await failures.charge("alice", guesser(i))).retry_after
@@ -155,8 +165,8 @@ async def test_redis_admits_no_more_than_the_budget_and_its_refill(redis_pools):
 
 
 async def test_two_processes_share_the_budgets_and_the_known_addresses(redis_pools):
-    first = RedisLoginFailures(BUDGETS, await redis_pools())
-    second = RedisLoginFailures(BUDGETS, await redis_pools())
+    first = ByName(RedisLoginFailures(BUDGETS, await redis_pools()))
+    second = ByName(RedisLoginFailures(BUDGETS, await redis_pools()))
     assert not (await log_in(first, "alice", OWNER_ADDRESS)).retry_after
     assert await guesses_admitted(first, "alice", 12) == 12
     assert await guesses_admitted(second, "alice", 12, first=12) == 8
@@ -168,7 +178,7 @@ async def test_two_processes_share_the_budgets_and_the_known_addresses(redis_poo
 
 async def test_concurrent_guesses_cannot_overdraw_the_budget(redis_pools):
     """Each attempt is charged before its password is checked, in one atomic script."""
-    processes = [RedisLoginFailures(BUDGETS, await redis_pools()) for _ in range(2)]
+    processes = [ByName(RedisLoginFailures(BUDGETS, await redis_pools())) for _ in range(2)]
     charges = await asyncio.gather(
         *(processes[i % 2].charge("alice", guesser(i)) for i in range(60))
     )
@@ -177,7 +187,7 @@ async def test_concurrent_guesses_cannot_overdraw_the_budget(redis_pools):
 
 async def test_redis_keys_expire(redis_pools, redis_server):
     pool = await redis_pools()
-    failures = RedisLoginFailures(BUDGETS, pool)
+    failures = ByName(RedisLoginFailures(BUDGETS, pool))
     await failures.charge("alice", NEW_ADDRESS)
     await log_in(failures, "alice", OWNER_ADDRESS)
     keys = sorted(key.decode() for key in await pool.client.keys(PREFIX + "login:*"))
@@ -199,7 +209,7 @@ async def test_no_budgets_when_rate_limiting_is_off(build):
 
 
 async def test_the_in_process_budgets_can_be_cleared():
-    failures = MemoryLoginFailures(BUDGETS)
+    failures = ByName(MemoryLoginFailures(BUDGETS))
     await log_in(failures, "alice", OWNER_ADDRESS)
     assert await guesses_admitted(failures, "alice", 25) == 20
     failures.clear()  # budgets and known addresses alike

@@ -7,12 +7,12 @@ import time
 import jwt
 import pytest
 
-from taskapi.domain.cache import Entry, slot_for
-from taskapi.domain.revocation import PREFIX, read_revoked, revocation_part
+from taskapi.domain.cache import CachePolicy
 from taskapi.domain.viewer import Viewer
 from taskapi.http.tokens import issue_access_token, verify_token
-from taskapi.infra.redis_script import ScriptBook
-from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
+from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
+from taskapi.infra.stores import Entry, GateQuery
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, redis_of
 
 
 @pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
@@ -88,9 +88,8 @@ async def test_each_revocation_lives_as_long_as_its_token(make_apps):
         await app.test_client().post("/auth/logout", headers=account.headers)
     ).status_code == 204
     state = app.extensions["taskapi"]
-    ttls = sorted(
-        [await state.redis.client.ttl(k) for k in await state.redis.client.keys(PREFIX + b"*")]
-    )
+    async with redis_of(app) as redis:
+        ttls = sorted([await redis.ttl(k) for k in await redis.keys(PREFIX + b"*")])
     access, refresh = state.settings.access_token_expires, state.settings.refresh_token_expires
     assert len(ttls) == 2
     assert access - 5 <= ttls[0] <= access
@@ -186,13 +185,13 @@ async def test_another_users_refresh_token_cannot_be_revoked(make_apps):
 def test_memory_revocations_expire_with_the_token():
     import asyncio
 
-    from taskapi.domain.revocation import MemoryRevocations
+    from taskapi.infra.memory.state import MemoryRevocations
 
     async def scenario() -> tuple[bool, bool]:
         store = MemoryRevocations()
         await store.revoke("live", int(time.time()) + 60)
         await store.revoke("dead", int(time.time()) - 1)
-        return await store.is_revoked("live"), await store.is_revoked("dead")
+        return store.is_revoked("live"), store.is_revoked("dead")
 
     assert asyncio.run(scenario()) == (True, False)
 
@@ -242,23 +241,20 @@ async def test_a_revoked_token_is_refused_before_its_cached_answers(make_apps, b
         assert (await client.get(url, headers=fresh)).headers["X-Cache"] == "HIT"
 
 
-async def test_the_gates_script_skips_the_cached_answer_of_a_revoked_token(make_apps):
-    """The composed Redis step on its own (no HTTP): the revocation fragment runs first and a
-    revoked token's cache fragment reads nothing, although the entry is there."""
-    (app,) = await make_apps(1)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_gatekeeper_skips_the_cached_answer_of_a_revoked_token(make_apps, backend):
+    """The gate's shared-state step on its own (no HTTP): revocation is asked first, and a
+    revoked token's cache lookup reads nothing, although the entry is there."""
+    (app,) = await make_apps(1, backend=backend)
     state = app.extensions["taskapi"]
-    slot = slot_for("list", Viewer(7, "user"), None, "http://localhost", "")
-    await state.cache.put(slot.key(0), "list", Entry(200, {}, b"cached"))
-    scripts = ScriptBook(state.redis)
+    slot = CachePolicy(state.settings).slot("list", Viewer(7, "user"), None, "http://x", "")
+    assert slot is not None
+    await state.answers.put(slot.key(0), Entry(200, {}, b"cached"), slot.ttl)
 
-    async def step(jti: str) -> tuple[bool, list]:
-        reply = await scripts.run("test", [revocation_part(jti), state.cache.part(slot)])
-        return read_revoked(reply["revoked"]), reply["cache"]
-
-    revoked, values = await step("live")
-    assert not revoked
-    assert state.cache.read(slot, values).entry == Entry(200, {}, b"cached")
+    live = await state.gatekeeper.admit(GateQuery(jti="live", slot=slot))
+    assert not live.revoked
+    assert live.lookup is not None and live.lookup.entry == Entry(200, {}, b"cached")
     await state.revocations.revoke("dead", int(time.time()) + 60)
-    revoked, values = await step("dead")
-    assert revoked
-    assert values == [None, None]
+    dead = await state.gatekeeper.admit(GateQuery(jti="dead", slot=slot))
+    assert dead.revoked
+    assert dead.lookup is None

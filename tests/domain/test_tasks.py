@@ -8,9 +8,10 @@ import re
 import pytest
 from sqlalchemy import event
 
+from taskapi.domain import work
 from taskapi.domain.tasks import PROCESSED_MARK, create_task, list_tasks, process_task
 from taskapi.domain.viewer import Viewer
-from tests.conftest import NO_EFFECTS, state_of, tasks_sharing_one_created_at
+from tests.conftest import state_of, tasks_sharing_one_created_at
 
 
 async def test_get_by_id_returns_that_task_among_several(client_as):
@@ -47,11 +48,11 @@ async def test_pages_walk_tasks_that_share_a_created_at_in_order(app, make_accou
     account = await make_account()
     viewer = Viewer(account.id, "user")
     state = state_of(app)
-    async with state.db.engine.begin() as connection:
-        older = await create_task(connection, viewer, {"title": "older"}, NO_EFFECTS)
+    async with work.transaction(state.db, state.effects) as unit:
+        older = await create_task(unit, viewer, {"title": "older"})
     tied = await tasks_sharing_one_created_at(app, account.id, 4)
-    async with state.db.engine.begin() as connection:
-        newer = await create_task(connection, viewer, {"title": "newer"}, NO_EFFECTS)
+    async with work.transaction(state.db, state.effects) as unit:
+        newer = await create_task(unit, viewer, {"title": "newer"})
     seen, cursor, pages = [], None, 0
     async with state.db.engine.connect() as connection:
         while True:
@@ -69,15 +70,13 @@ async def test_pages_walk_tasks_that_share_a_created_at_in_order(app, make_accou
 @pytest.mark.parametrize("description", [None, "d", "d [Processed]", "50%_ [Processed"])
 async def test_processing_twice_marks_the_description_once(app, make_account, description):
     account = await make_account()
-    async with state_of(app).db.engine.begin() as connection:
+    state = state_of(app)
+    async with work.transaction(state.db, state.effects) as unit:
         task = await create_task(
-            connection,
-            Viewer(account.id, "user"),
-            {"title": "t", "description": description},
-            NO_EFFECTS,
+            unit, Viewer(account.id, "user"), {"title": "t", "description": description}
         )
-        first = await process_task(connection, task.id, account.id, NO_EFFECTS)
-        second = await process_task(connection, task.id, account.id, NO_EFFECTS)
+        first = await process_task(unit, task.id, account.id)
+        second = await process_task(unit, task.id, account.id)
     base = description or ""
     expected = base if base.endswith(PROCESSED_MARK) else base + PROCESSED_MARK
     assert first == second == expected
@@ -96,17 +95,12 @@ async def test_a_page_asks_the_database_for_one_row_more_than_it_shows(app, make
         if statement.lstrip().upper().startswith("SELECT") and "tasks" in statement:
             statements.append((statement, parameters))
 
-    async with state.db.engine.begin() as connection:
+    async with work.transaction(state.db, state.effects) as unit:
         for i in range(limit + 3):
-            await create_task(connection, viewer, {"title": f"t{i}"}, NO_EFFECTS)
-    event.listen(state.db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        async with state.db.engine.connect() as connection:
-            page, cursor = await list_tasks(
-                connection, viewer, status=None, limit=limit, after=None
-            )
-    finally:
-        event.remove(state.db.engine.sync_engine, "before_cursor_execute", record)
+            await create_task(unit, viewer, {"title": f"t{i}"})
+    async with state.db.engine.connect() as connection:  # this connection's statements only
+        event.listen(connection.sync_connection, "before_cursor_execute", record)
+        page, cursor = await list_tasks(connection, viewer, status=None, limit=limit, after=None)
     assert len(page) == limit and cursor is not None
     ((statement, parameters),) = statements
     assert _limit_of(statement, list(parameters)) == limit + 1, (statement, parameters)

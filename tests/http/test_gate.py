@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from sqlalchemy import delete
 
-from taskapi.domain import limits
-from taskapi.domain.limits import parse_limits
+from taskapi.domain.limits import limits_from
 from taskapi.domain.models import User
-from taskapi.http.gate import LIMITS_ATTRIBUTE
-from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account
-from tests.domain.test_limits import StillClock
+from taskapi.http.policy import LIMITS_ATTRIBUTE
+from taskapi.settings import parse_rate_limits
+from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, session_on
+from tests.domain.test_limits import StillClock, hold_clock
 from tests.services import redis_commands_during
 
 
@@ -133,7 +133,7 @@ async def test_a_deleted_users_token_is_limited_on_cached_routes_too(make_apps):
     first, so the token cannot make unlimited database lookups."""
     (app,) = await make_apps(1, ratelimit_default="2 per minute", **LIMITED)
     account = await create_account(app)
-    async with app.extensions["taskapi"].db.session() as session:
+    async with session_on(app.extensions["taskapi"].db) as session:
         await session.execute(delete(User).where(User.id == account.id))
         await session.commit()
     client = app.test_client()
@@ -207,13 +207,13 @@ async def test_every_route_states_its_rate_limit_decision(app):
 
 
 def test_limit_strings_parse_like_the_seeds():
-    day, hour = parse_limits("200 per day;50 per hour")
+    day, hour = limits_from(parse_rate_limits("200 per day;50 per hour"))
     assert (day.count, day.seconds) == (200, 86400)
     assert (hour.count, hour.seconds) == (50, 3600)
-    (short,) = parse_limits("10 per 30 seconds")
+    (short,) = limits_from(parse_rate_limits("10 per 30 seconds"))
     assert (short.count, short.seconds) == (10, 30)
     with pytest.raises(ValueError, match="not a rate limit"):
-        parse_limits("lots per day")
+        limits_from(parse_rate_limits("lots per day"))
 
 
 @pytest.mark.parametrize("backend", ["redis", "memory"])
@@ -312,7 +312,7 @@ async def test_a_day_of_guessing_gets_at_most_twice_the_daily_budget(make_apps, 
     """'20 per day': 20 at once, then one every 72 minutes, so at most 40 in any 24 hours (a
     guess every 10 minutes for a day, on the in-process limiter's clock)."""
     clock = StillClock()
-    monkeypatch.setattr(limits, "time", clock)
+    hold_clock(monkeypatch, clock)
     (app,) = await make_apps(1, backend="memory", **LIMITED)
     account = await create_account(app)
     wrong = {"username": account.username, "password": "wrong-password"}

@@ -21,7 +21,7 @@ RECOVERY_DEADLINE_SECONDS = 15.0
 
 
 def _incidents(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "taskapi.infra.redis_pool"]
+    return [r.getMessage() for r in caplog.records if r.name == "taskapi.infra.redis.pool"]
 
 
 async def test_outage_with_the_default_policies_then_recovery(make_apps, redis_server, caplog):
@@ -32,7 +32,7 @@ async def test_outage_with_the_default_policies_then_recovery(make_apps, redis_s
     url = f"/api/tasks/{(await created.get_json())['data']['id']}"
     await client.get(url, headers=account.headers)
 
-    caplog.set_level(logging.WARNING, logger="taskapi.infra.redis_pool")
+    caplog.set_level(logging.WARNING, logger="taskapi.infra.redis.pool")
     redis_server.stop()
 
     assert (await client.get("/health")).status_code == 200

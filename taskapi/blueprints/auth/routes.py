@@ -16,25 +16,19 @@ from taskapi.blueprints.auth.schemas import (
     RegisterResponse,
     TokenPair,
 )
-from taskapi.domain import accounts as service
-from taskapi.domain.limits import LoginCharge
+from taskapi.domain import accounts
+from taskapi.domain.limits import login_keys
+from taskapi.domain.parts import Parts
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
 from taskapi.http.docs import empty_response, errors
-from taskapi.http.gate import (
-    current_admission,
-    current_claims,
-    current_viewer,
-    default_limits,
-    limited,
-    login_required,
-    refresh_token_required,
-)
+from taskapi.http.gate import current_admission, current_claims, current_viewer
+from taskapi.http.policy import default_limits, limited, login_required, refresh_token_required
 from taskapi.http.responses import json_response, no_content, success
-from taskapi.http.state import AppState, app_state
+from taskapi.http.state import current_parts
 from taskapi.http.tokens import TokenClaims, issue_access_token, issue_tokens, verify_token
 from taskapi.http.validation import json_body, parse_body
-from taskapi.infra.redis_pool import RedisUnavailable
+from taskapi.infra.stores import LoginCharge, StoreUnavailable
 
 bp = Blueprint("auth", __name__)
 
@@ -56,9 +50,9 @@ async def _no_store(response: Response) -> Response:
 @errors(400, 409, 413, 415, 429, 503)
 async def register(data: RegisterRequest) -> Response:
     """Register a new user (role `user`)."""
-    user = await service.register_user(
+    user = await accounts.register_user(
         await request_connection(),
-        app_state().passwords,
+        current_parts().passwords,
         username=data.username,
         email=str(data.email),
         password=data.password,
@@ -74,23 +68,23 @@ async def register(data: RegisterRequest) -> Response:
 @errors(400, 401, 413, 415, 429, 503)
 async def login(data: LoginRequest) -> Response:
     """Exchange a username and password for an access and a refresh token."""
-    state = app_state()
-    charge = await _charge_the_attempt(state, data.username)
-    user = await service.authenticate(
-        await request_connection(), state.passwords, data.username, data.password
+    parts = current_parts()
+    charge = await _charge_the_attempt(parts, data.username)
+    user = await accounts.authenticate(
+        await request_connection(), parts.passwords, data.username, data.password
     )
     if user is None:  # the charge stands: it was a failure
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
     if charge is not None:
-        with contextlib.suppress(RedisUnavailable):
-            await state.login_failures.succeeded(charge)
+        with contextlib.suppress(StoreUnavailable):
+            await parts.login_failures.succeeded(charge)
     access_token, refresh_token = issue_tokens(user.id, user.role, user.token_generation)
     return json_response(
         {
             "access_token": access_token,
             "refresh_token": refresh_token,
             "token_type": "bearer",
-            "expires_in": state.settings.access_token_expires,
+            "expires_in": parts.settings.access_token_expires,
         }
     )
 
@@ -108,7 +102,7 @@ async def refresh() -> Response:
         {
             "access_token": issue_access_token(viewer.id, viewer.role, claims.generation, claims),
             "token_type": "bearer",
-            "expires_in": app_state().settings.access_token_expires,
+            "expires_in": current_parts().settings.access_token_expires,
         }
     )
 
@@ -121,7 +115,7 @@ async def refresh() -> Response:
 @errors(401, 429, 503)
 async def me() -> Response:
     """The caller's own account."""
-    user = await service.get_user(await request_connection(), current_viewer().id)
+    user = await accounts.get_user(await request_connection(), current_viewer().id)
     if user is None:
         raise APIError(401, "The token's user no longer exists.", code="token_invalid")
     return success(
@@ -145,7 +139,7 @@ async def me() -> Response:
 async def logout() -> Response:
     """Revoke the presented access token, the refresh token it names, and `refresh_token`
     from the body, if given."""
-    viewer, claims, state = current_viewer(), current_claims(), app_state()
+    viewer, claims, parts = current_viewer(), current_claims(), current_parts()
     revoked = {claims.jti: claims.expires_at}
     if claims.refresh_jti is not None:
         revoked[claims.refresh_jti] = claims.refresh_expires_at
@@ -157,20 +151,21 @@ async def logout() -> Response:
                 revoked[refresh_claims.jti] = refresh_claims.expires_at
     try:
         for jti, expires_at in revoked.items():
-            await state.revocations.revoke(jti, expires_at)
-    except RedisUnavailable:
+            await parts.revocations.revoke(jti, expires_at)
+    except StoreUnavailable:
         raise APIError(503, "Cannot log out right now. Try again shortly.") from None
     return no_content()
 
 
-async def _charge_the_attempt(state: AppState, username: str) -> LoginCharge | None:
+async def _charge_the_attempt(parts: Parts, username: str) -> LoginCharge | None:
     """Charge this attempt to the account's failed-login budgets before the password is
     checked: 429 when this address's, or (from an address new to the account) the account's,
     is spent. None when Redis cannot answer and rate limits fail open."""
     try:
-        charge = await state.login_failures.charge(username, current_admission().address)
-    except RedisUnavailable:
-        if state.settings.ratelimit_fail_open:
+        keys = login_keys(username, current_admission().address)
+        charge = await parts.login_failures.charge(keys)
+    except StoreUnavailable:
+        if parts.settings.ratelimit_fail_open:
             return None
         raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
     if charge.retry_after:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from quart import Blueprint, Response, request, url_for
-from quart_schema import document_querystring, document_response, tag
+from quart import Blueprint, Response, url_for
+from quart_schema import document_response, tag
 
 from taskapi.blueprints.tasks.schemas import (
     TaskCreate,
@@ -14,46 +14,21 @@ from taskapi.blueprints.tasks.schemas import (
     TaskListQuery,
     TaskPatch,
     TaskReplace,
+    task_json,
+    tasks_json,
 )
-from taskapi.domain import tasks as service
-from taskapi.domain.models import task_payload
-from taskapi.domain.pagination import Cursor
+from taskapi.domain import tasks
 from taskapi.errors import APIError
-from taskapi.http.db_scope import request_connection
+from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import empty_response, errors, response_headers
-from taskapi.http.gate import cached, current_viewer, default_limits, login_required
-from taskapi.http.responses import no_content, success
-from taskapi.http.state import app_state
-from taskapi.http.validation import json_body
+from taskapi.http.gate import current_viewer
+from taskapi.http.policy import cached, default_limits, login_required
+from taskapi.http.responses import encoded_json, no_content, success
+from taskapi.http.validation import json_body, query_args
 
 bp = Blueprint("tasks", __name__)
 
 TASK_ID = "/<task_id:task_id>"
-STATUSES = ("pending", "completed")
-MAX_LIMIT = 100
-MAX_LIMIT_DIGITS = 6  # leading zeros allowed, within reason
-
-
-def _list_arguments() -> tuple[str | None, int, Cursor | None]:
-    args = request.args
-    status = args.get("status")
-    if status is not None and status not in STATUSES:
-        raise APIError(400, "Invalid status filter. Use 'pending' or 'completed'.")
-    raw_limit = args.get("limit")
-    limit = MAX_LIMIT
-    if raw_limit is not None:
-        # the length bound comes first: int() of thousands of digits raises ValueError
-        if not (
-            raw_limit.isascii()
-            and raw_limit.isdigit()
-            and len(raw_limit) <= MAX_LIMIT_DIGITS
-            and 1 <= int(raw_limit) <= MAX_LIMIT
-        ):
-            raise APIError(400, "limit must be an integer from 1 to 100.", code="invalid_limit")
-        limit = int(raw_limit)
-    raw_cursor = args.get("cursor")
-    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
-    return status, limit, cursor
 
 
 @bp.get("/", strict_slashes=False)
@@ -61,7 +36,7 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
 @tag(["tasks"])
 @login_required
 @cached("list")
-@document_querystring(TaskListQuery)
+@query_args(TaskListQuery)
 @document_response(TaskListEnvelope, 200)
 @response_headers(
     200,
@@ -69,22 +44,22 @@ def _list_arguments() -> tuple[str | None, int, Cursor | None]:
     X_Cache="`HIT` or `MISS`.",
 )
 @errors(400, 401, 429, 503)
-async def list_tasks() -> Response:
+async def list_tasks(query: TaskListQuery) -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
-    status, limit, cursor = _list_arguments()
-    tasks, next_cursor = await service.list_tasks(
-        await request_connection(), current_viewer(), status=status, limit=limit, after=cursor
+    status, limit = query.status, query.limit
+    page, next_cursor = await tasks.list_tasks(
+        await request_connection(), current_viewer(), status=status, limit=limit, after=query.cursor
     )
     headers: dict[str, str] = {}
     token = next_cursor.encode() if next_cursor else None
     if token is not None:
-        query = {k: v for k, v in (("status", status), ("limit", str(limit))) if v is not None}
-        query["cursor"] = token
-        next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(query)
+        link = {k: v for k, v in (("status", status), ("limit", str(limit))) if v is not None}
+        link["cursor"] = token
+        next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(link)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return success(
-        [task_payload(task) for task in tasks],
-        meta={"count": len(tasks), "next_cursor": token},
+        encoded_json(tasks_json(page)),
+        meta={"count": len(page), "next_cursor": token},
         headers=headers,
     )
 
@@ -99,11 +74,10 @@ async def list_tasks() -> Response:
 @errors(400, 401, 413, 415, 422, 429, 503)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
-    task = await service.create_task(
-        await request_connection(), current_viewer(), data.model_dump(), app_state().effects
-    )
+    async with request_unit() as unit:
+        task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
-    return success(task_payload(task), 201, headers={"Location": location})
+    return success(encoded_json(task_json(task)), 201, headers={"Location": location})
 
 
 @bp.get(TASK_ID)
@@ -116,8 +90,8 @@ async def create_task(data: TaskCreate) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
-    task = await service.get_task_for(await request_connection(), current_viewer(), task_id)
-    return success(task_payload(task))
+    task = await tasks.get_task_for(await request_connection(), current_viewer(), task_id)
+    return success(encoded_json(task_json(task)))
 
 
 @bp.put(TASK_ID)
@@ -129,14 +103,9 @@ async def get_task(task_id: int) -> Response:
 @errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
-    task = await service.update_task(
-        await request_connection(),
-        current_viewer(),
-        task_id,
-        data.model_dump(),
-        app_state().effects,
-    )
-    return success(task_payload(task))
+    async with request_unit() as unit:
+        task = await tasks.update_task(unit, current_viewer(), task_id, data.model_dump())
+    return success(encoded_json(task_json(task)))
 
 
 @bp.patch(TASK_ID)
@@ -151,10 +120,9 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     changes = data.changes()
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
-    task = await service.update_task(
-        await request_connection(), current_viewer(), task_id, changes, app_state().effects
-    )
-    return success(task_payload(task))
+    async with request_unit() as unit:
+        task = await tasks.update_task(unit, current_viewer(), task_id, changes)
+    return success(encoded_json(task_json(task)))
 
 
 @bp.delete(TASK_ID)
@@ -165,7 +133,6 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
-    await service.delete_task(
-        await request_connection(), current_viewer(), task_id, app_state().effects
-    )
+    async with request_unit() as unit:
+        await tasks.delete_task(unit, current_viewer(), task_id)
     return no_content()

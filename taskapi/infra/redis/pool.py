@@ -1,4 +1,4 @@
-"""The app's one Redis client pool, and a breaker that turns Redis trouble into quick answers:
+"""A process's one Redis client pool, and a breaker that turns Redis trouble into quick answers:
 after a failure callers skip Redis for `retry_after`, and an incident is logged once, not per call.
 """
 
@@ -12,14 +12,12 @@ from typing import TypeVar
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from taskapi.infra.stores import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-class RedisUnavailable(Exception):
-    """Redis could not answer (now, or very recently): the caller applies its policy."""
 
 
 class Breaker:
@@ -31,11 +29,11 @@ class Breaker:
         self._incident = False
 
     def check(self) -> None:
-        """Raise RedisUnavailable while the breaker is open."""
+        """Raise StoreUnavailable while the breaker is open."""
         if self._incident and time.monotonic() < self._open_until:
-            raise RedisUnavailable("redis unavailable (breaker open)")
+            raise StoreUnavailable("redis unavailable (breaker open)")
 
-    def failed(self, component: str, error: BaseException) -> RedisUnavailable:
+    def failed(self, component: str, error: BaseException) -> StoreUnavailable:
         if not self._incident:
             self._incident = True
             log.error(
@@ -45,7 +43,7 @@ class Breaker:
                 error,
             )
         self._open_until = time.monotonic() + self.retry_after
-        return RedisUnavailable(str(error))
+        return StoreUnavailable(str(error))
 
     def succeeded(self) -> None:
         if self._incident:
@@ -54,7 +52,7 @@ class Breaker:
 
 
 class RedisPool:
-    """One client (and connection pool) per app, opened before serving, closed after."""
+    """One client (and connection pool) per process, opened before serving, closed after."""
 
     def __init__(self, url: str, timeout_ms: int, retry_after_ms: int) -> None:
         self.url = url
@@ -84,7 +82,7 @@ class RedisPool:
             self._client = None
 
     async def guarded(self, component: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis call through the breaker; RedisUnavailable when it cannot answer."""
+        """Run one Redis call through the breaker; StoreUnavailable when it cannot answer."""
         self.breaker.check()
         try:
             result = await call()
@@ -94,6 +92,7 @@ class RedisPool:
         return result
 
     async def ping(self) -> bool:
+        """Whether Redis answers now (outside the breaker: a probe must ask)."""
         try:
             return bool(await self.client.ping())
         except REDIS_ERRORS:

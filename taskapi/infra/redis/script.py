@@ -1,5 +1,6 @@
-"""One Lua script composed of the fragments a request needs, and each fragment's slice of the
-reply: several concerns' Redis work in one round trip, each concern owning its own part."""
+"""Lua fragments composed into one script, and each fragment's slice of the reply: several
+pieces of Redis work in one round trip. What the fragments share (locals declared in the
+book's prelude) is the composer's business, written where the book is made."""
 
 from __future__ import annotations
 
@@ -8,19 +9,18 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from taskapi.infra.redis_pool import RedisPool
+from taskapi.infra.redis.pool import RedisPool
 
 HEADER = """if redis.replicate_commands then pcall(redis.replicate_commands) end
 local out = {$SLOTS}
-local revoked = 0
 """
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Fragment:
     """A piece of Lua that reads `keys` KEYS and `args` ARGV from `$K` and `$A` on and writes
-    `slots` reply values from `out[$S]` on. It may set `revoked` for the fragments after it, and
-    `return out` to end the script early (the later fragments' slots stay nil)."""
+    `slots` reply values from `out[$S]` on. It may `return out` to end the script early (the
+    later fragments' slots stay nil)."""
 
     name: str
     keys: int
@@ -31,7 +31,7 @@ class Fragment:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Part:
-    """A fragment with this request's KEYS and ARGV."""
+    """A fragment with this call's KEYS and ARGV."""
 
     fragment: Fragment
     keys: Sequence[str | bytes]
@@ -51,10 +51,12 @@ class Reply:
 
 
 class ScriptBook:
-    """Composed scripts, registered once per combination of fragments (a handful in all)."""
+    """Composed scripts, registered once per combination of fragments (a handful in all);
+    `prelude` runs before the fragments (e.g. the locals they share)."""
 
-    def __init__(self, pool: RedisPool) -> None:
+    def __init__(self, pool: RedisPool, prelude: str = "") -> None:
         self.pool = pool
+        self.prelude = prelude
         self._scripts: dict[tuple[Fragment, ...], tuple[Any, dict[str, slice]]] = {}
 
     def _compose(self, fragments: tuple[Fragment, ...]) -> tuple[Any, dict[str, slice]]:
@@ -65,11 +67,11 @@ class ScriptBook:
             slices[fragment.name] = slice(s - 1, s - 1 + fragment.slots)
             k, a, s = k + fragment.keys, a + fragment.args, s + fragment.slots
         header = string.Template(HEADER).substitute(SLOTS=", ".join(["false"] * (s - 1)))
-        lua = header + "\n".join(body) + "\nreturn out\n"
+        lua = header + self.prelude + "\n" + "\n".join(body) + "\nreturn out\n"
         return self.pool.client.register_script(lua), slices
 
     async def run(self, component: str, parts: Sequence[Part]) -> Reply:
-        """Run the parts as one script (one round trip); RedisUnavailable when Redis can't."""
+        """Run the parts as one script (one round trip); StoreUnavailable when Redis can't."""
         fragments = tuple(part.fragment for part in parts)
         entry = self._scripts.get(fragments)
         if entry is None:

@@ -1,0 +1,77 @@
+"""The shared-state seam: each behaviour that lives in this process or in Redis is a port here,
+with exactly two implementations, `taskapi.infra.memory` and `taskapi.infra.redis`, side by
+side. `taskapi.wiring` chooses them; nothing else asks which it has. A store that cannot answer
+raises `StoreUnavailable`, and the caller applies its policy (fail open or closed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from taskapi.infra.stores import (
+    Entry,
+    GateAnswer,
+    GateQuery,
+    JobRequest,
+    JobView,
+    LoginCharge,
+    LoginKeys,
+)
+
+
+class JobName(StrEnum):
+    """The background jobs, by the name their function has (`taskapi.domain.jobs`)."""
+
+    SEND_TASK_CREATED_EMAIL = "send_task_created_email"
+    PROCESS_TASK = "process_task"
+
+
+class Gatekeeper(Protocol):
+    """The request gate's one call: revocation, rate limit and cached answer together."""
+
+    async def admit(self, query: GateQuery) -> GateAnswer: ...
+
+
+class Revocations(Protocol):
+    async def revoke(self, jti: str, expires_at: int) -> None:
+        """Refuse the token `jti` from now until `expires_at` (epoch seconds)."""
+        ...
+
+
+class AnswerStore(Protocol):
+    async def put(self, key: str, entry: Entry, ttl: int) -> None:
+        """Keep a fresh answer under `key` (from a gate lookup) for `ttl` seconds."""
+        ...
+
+
+class Publisher(Protocol):
+    """What a committed write hands over: cache versions to bump and jobs to queue."""
+
+    async def publish(self, versions: Sequence[str], jobs: Sequence[JobRequest]) -> None: ...
+
+
+class LoginFailures(Protocol):
+    """The failed-login budgets."""
+
+    async def charge(self, keys: LoginKeys) -> LoginCharge:
+        """Charge an attempt before its password is checked; refused when a budget is spent."""
+        ...
+
+    async def succeeded(self, charge: LoginCharge) -> None:
+        """The password was right: refund the charge and make the address known."""
+        ...
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, job: JobRequest) -> str:
+        """Queue the job; its id."""
+        ...
+
+    async def view(self, job_id: str) -> JobView: ...
+
+
+class SharedHealth(Protocol):
+    async def check(self) -> Literal["ok", "error", "disabled"]:
+        """Whether the shared stores answer (`disabled`: they are this process's own)."""
+        ...

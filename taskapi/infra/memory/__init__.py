@@ -1,0 +1,2 @@
+"""The in-process implementations of the shared-state ports (the embedded default: one
+process, no servers)."""

@@ -1,0 +1,120 @@
+"""The one place that builds a process's parts from its settings, and the only one that knows
+which implementation of each shared-state port it chose: in this process (no REDIS_URL, the
+embedded default) or in Redis. The app factory, the worker and the CLI call `build_parts`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskapi.domain.accounts import RoleCache
+from taskapi.domain.cache import CachePolicy
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.jobs import JOBS_BY_NAME, JobResources
+from taskapi.domain.limits import login_budgets
+from taskapi.domain.parts import Parts
+from taskapi.infra.db import Database
+from taskapi.infra.mail import Mailer
+from taskapi.infra.memory.gcra import MemoryGcra
+from taskapi.infra.memory.login_failures import MemoryLoginFailures
+from taskapi.infra.memory.queue import InProcessQueue
+from taskapi.infra.memory.state import (
+    MemoryAnswers,
+    MemoryGatekeeper,
+    MemoryHealth,
+    MemoryPublisher,
+    MemoryRevocations,
+)
+from taskapi.infra.passwords import PasswordHasher
+from taskapi.infra.redis.gate import RedisGatekeeper
+from taskapi.infra.redis.login_failures import RedisLoginFailures
+from taskapi.infra.redis.pool import RedisPool
+from taskapi.infra.redis.queue import ArqQueue
+from taskapi.infra.redis.state import RedisAnswers, RedisHealth, RedisPublisher, RedisRevocations
+from taskapi.infra.stores import LoginBudgets
+from taskapi.settings import Settings
+
+
+def build_parts(settings: Settings) -> Parts:
+    """Every part a process needs; `await parts.open()` before use, `close()` after."""
+    if settings.redis_url:
+        return _in_redis(settings)
+    return _in_process(settings)
+
+
+def _budgets(settings: Settings) -> LoginBudgets | None:
+    if not settings.ratelimit_enabled:
+        return None
+    return login_budgets(
+        settings.ratelimit_login_failures_per_address,
+        settings.ratelimit_login_failures_per_account,
+        settings.ratelimit_login_known_address_days,
+    )
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    return {
+        "settings": settings,
+        "db": Database(settings),
+        "passwords": PasswordHasher(settings),
+        "mailer": Mailer(settings),
+        "cache": CachePolicy(settings),
+        "roles": RoleCache(settings.user_cache_seconds),
+    }
+
+
+def _in_process(settings: Settings) -> Parts:
+    common = _common(settings)
+    revocations, gcra, answers = MemoryRevocations(), MemoryGcra(), MemoryAnswers()
+    context: dict[str, JobResources] = {}
+    queue = InProcessQueue(
+        JOBS_BY_NAME,
+        context,
+        max_tries=settings.job_max_tries,
+        timeout_seconds=settings.job_timeout_seconds,
+        keep_result_seconds=settings.job_keep_result_seconds,
+    )
+    effects = TaskEffects(common["cache"], MemoryPublisher(answers, queue))
+    parts = Parts(
+        **common,
+        gatekeeper=MemoryGatekeeper(revocations, gcra, answers),
+        revocations=revocations,
+        answers=answers,
+        login_failures=MemoryLoginFailures(_budgets(settings)),
+        queue=queue,
+        health=MemoryHealth(),
+        effects=effects,
+    )
+    context["taskapi"] = job_resources(parts)
+    parts.opening = [parts.db.connect]
+    parts.closing = [_closer(parts.passwords.close), parts.db.dispose, queue.close]
+    return parts
+
+
+def _in_redis(settings: Settings) -> Parts:
+    common = _common(settings)
+    pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
+    parts = Parts(
+        **common,
+        gatekeeper=RedisGatekeeper(pool),
+        revocations=RedisRevocations(pool),
+        answers=RedisAnswers(pool),
+        login_failures=RedisLoginFailures(_budgets(settings), pool),
+        queue=ArqQueue(pool),
+        health=RedisHealth(pool),
+        effects=TaskEffects(common["cache"], RedisPublisher(pool)),
+    )
+    parts.opening = [pool.open, parts.db.connect]
+    parts.closing = [pool.close, _closer(parts.passwords.close), parts.db.dispose]
+    return parts
+
+
+def job_resources(parts: Parts) -> JobResources:
+    """What the jobs use in this process (the arq worker's, or the in-process runner's)."""
+    return JobResources(parts.settings, parts.db, parts.effects, parts.mailer)
+
+
+def _closer(close: Any) -> Any:
+    async def step() -> None:
+        close()
+
+    return step
