@@ -32,9 +32,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RateLimitSpec(NamedTuple):
-    """One parsed limit: `count` requests per `period_seconds`."""
+    """One parsed limit: `requests` per `period_seconds` (not `count`: tuple.count is a method)."""
 
-    count: int
+    requests: int
     period_seconds: int
 
 
