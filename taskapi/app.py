@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from quart import Quart
-from quart_schema import Info
+from quart_schema import Info, Tag
 
 from taskapi import __version__
 from taskapi.blueprints.auth.routes import bp as auth_bp
@@ -37,10 +37,10 @@ DESCRIPTION = (
     "their own tasks; an admin, every task."
 )
 TAGS = [
-    {"name": "auth", "description": "Accounts and tokens."},
-    {"name": "tasks", "description": "The task resource (owner or admin)."},
-    {"name": "jobs", "description": "Background processing of a task, and its status."},
-    {"name": "health", "description": "Liveness and readiness probes."},
+    Tag(name="auth", description="Accounts and tokens."),
+    Tag(name="tasks", description="The task resource (owner or admin)."),
+    Tag(name="jobs", description="Background processing of a task, and its status."),
+    Tag(name="health", description="Liveness and readiness probes."),
 ]
 
 
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     # cached reads of known callers are answered before the framework (http/edge.py)
     app.asgi_app = CachedReads(app.asgi_app, app, gate, app.extensions["taskapi.tokens"])  # type: ignore[method-assign]
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
+        # type gap: Quart types asgi_app as a method, yet documents replacing it with middleware
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 

@@ -291,7 +291,7 @@ class Gate:
             headers = {
                 k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
             }
-            entry = Entry(200, headers, await response.get_data())
+            entry = Entry(200, headers, await response.get_data(as_text=False))
             try:
                 await self.parts.answers.put(lookup.key, entry, slot.ttl)
             except StoreUnavailable:
