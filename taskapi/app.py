@@ -76,10 +76,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.before_serving(parts.open)
     app.after_serving(parts.close)
     app.teardown_appcontext(close_request_connection)
+    # type gap: Quart types asgi_app as a method, yet documents replacing it with middleware
     # cached reads of known callers are answered before the framework (http/edge.py)
     app.asgi_app = CachedReads(app.asgi_app, app, gate, app.extensions["taskapi.tokens"])  # type: ignore[method-assign]
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
-        # type gap: Quart types asgi_app as a method, yet documents replacing it with middleware
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from typing import Any, cast
 
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPScope,
+    Scope,
+)
 from quart import Quart
 from werkzeug.routing import BaseConverter, Rule, ValidationError
 from werkzeug.sansio.utils import get_host
@@ -35,14 +42,10 @@ from taskapi.http.policy import policy_of
 from taskapi.http.proxies import TRUSTED_PEER
 from taskapi.http.request_ids import request_id_for
 from taskapi.http.security_headers import CREDENTIALED, SECURITY_HEADERS
-from taskapi.http.tokens import VerifiedTokens, bearer_token
+from taskapi.http.tokens import TokenClaims, VerifiedTokens, bearer_token
 from taskapi.infra.logs import request_id_var
 from taskapi.infra.stores import Entry
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[Any]]
-Send = Callable[[Any], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _VARIABLE = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 _WANTED = (b"authorization", b"host", b"x-request-id")
 
@@ -78,7 +81,9 @@ def _cached_route(rule: Rule) -> _CachedRoute:
 class CachedReads:
     """ASGI middleware in front of the Quart app (`app.asgi_app`)."""
 
-    def __init__(self, inner: ASGIApp, app: Quart, gate: Gate, verified: VerifiedTokens) -> None:
+    def __init__(
+        self, inner: ASGIFramework, app: Quart, gate: Gate, verified: VerifiedTokens
+    ) -> None:
         self.inner = inner
         self.app = app
         self.gate = gate
@@ -123,11 +128,14 @@ class CachedReads:
             for preprocess in self.app.url_value_preprocessors.get(name, ()):
                 preprocess(endpoint, values)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        taken = self._take(scope)
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        taken = self._take(scope) if scope["type"] == "http" else None
         if taken is None:
             await self.inner(scope, receive, send)
             return
+        scope = cast(HTTPScope, scope)
         route, facts, headers, claims, role = taken
         request_id = request_id_for(
             headers.get(b"x-request-id", b"").decode("latin-1"), bool(scope.get(TRUSTED_PEER))
@@ -140,20 +148,22 @@ class CachedReads:
         try:
             slot, answer = await self.gate.step(admission, route, claims, role, facts)
         except APIError as error:
-            handed = EdgeAdmission(request_id, admission, error)
-            await self.inner({**scope, EDGE_ADMISSION: handed}, receive, send)
+            await self.inner(
+                _handing(scope, EdgeAdmission(request_id, admission, error)), receive, send
+            )
             return
         admission.viewer = Viewer(claims.user_id, role)
         entry = Gate.cached_answer(admission, slot, answer)
         if entry is None:
-            handed = EdgeAdmission(request_id, admission)
-            await self.inner({**scope, EDGE_ADMISSION: handed}, receive, send)
+            await self.inner(_handing(scope, EdgeAdmission(request_id, admission)), receive, send)
             return
         await _send_hit(send, entry, admission, request_id)
 
-    def _take(self, scope: Scope) -> tuple[Route, Facts, dict[bytes, bytes], Any, str] | None:
+    def _take(
+        self, scope: HTTPScope
+    ) -> tuple[Route, Facts, dict[bytes, bytes], TokenClaims, str] | None:
         """A cached read the edge can decide (None: leave it to the framework)."""
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+        if scope["method"] != "GET" or scope.get("root_path"):
             return None
         if scope.get("http_version", "1.1") < "1.1":
             return None
@@ -193,7 +203,17 @@ class CachedReads:
         return route, facts, headers, claims, role
 
 
-async def _send_hit(send: Send, entry: Entry, admission: Admission, request_id: str) -> None:
+def _handing(scope: HTTPScope, handed: EdgeAdmission) -> HTTPScope:
+    """A copy of the scope that carries what the edge found on to the gate."""
+    carried = scope.copy()
+    # ASGI lets middleware add keys of its own; hypercorn's scope types declare none
+    cast(MutableMapping[str, object], carried)[EDGE_ADMISSION] = handed
+    return carried
+
+
+async def _send_hit(
+    send: ASGISendCallable, entry: Entry, admission: Admission, request_id: str
+) -> None:
     """The cached answer with the headers the after-request step gives one: X-Cache, the
     rate-limit figures, the request id, the security headers and `no-store`."""
     headers = {name.lower(): (name, value) for name, value in entry.headers.items()}
@@ -207,5 +227,7 @@ async def _send_hit(send: Send, entry: Entry, admission: Admission, request_id: 
         headers.setdefault(name.lower(), (name, value))
     headers[CREDENTIALED[0].lower()] = CREDENTIALED
     raw = [(key.encode(), value.encode()) for key, (_name, value) in headers.items()]
-    await send({"type": "http.response.start", "status": entry.status, "headers": raw})
-    await send({"type": "http.response.body", "body": entry.body})
+    await send(
+        {"type": "http.response.start", "status": entry.status, "headers": raw, "trailers": False}
+    )
+    await send({"type": "http.response.body", "body": entry.body, "more_body": False})

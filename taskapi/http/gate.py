@@ -9,6 +9,7 @@ database; a token whose role is not remembered has it read from the database aft
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 from quart import Quart, Response, g, request
 
@@ -136,7 +137,7 @@ class Gate:
     async def admit(self) -> Response | None:
         """The one before-request step (for a cached read the edge has already taken, it
         carries on from what the edge found)."""
-        handed: EdgeAdmission | None = request.scope.get(EDGE_ADMISSION)
+        handed = cast("EdgeAdmission | None", request.scope.get(EDGE_ADMISSION))
         if handed is not None:
             request_id_var.set(handed.request_id)
             g.admission = handed.admission
