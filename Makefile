@@ -27,6 +27,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/vulture
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: $(STAMP)
@@ -47,7 +49,7 @@ mutate: $(STAMP)
 	$(BIN)/python -m mutation.run --workers $(MUTATE_WORKERS) $(MUTATE_MODULES)
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy && $(BIN)/vulture
 
 lock: $(STAMP)
 	(echo '# Exact versions `make` installs (pip constraints). Regenerate: make lock'; \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from quart import Quart
-from quart_schema import Info
+from quart_schema import Info, Tag
 
 from taskapi import __version__
 from taskapi.blueprints.auth.routes import bp as auth_bp
@@ -16,6 +16,7 @@ from taskapi.domain.limits import limits_from
 from taskapi.domain.parts import Parts
 from taskapi.http.db_scope import close_request_connection
 from taskapi.http.docs import init_docs, plain_view
+from taskapi.http.edge import CachedReads
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate
 from taskapi.http.policy import exempt
@@ -36,10 +37,10 @@ DESCRIPTION = (
     "their own tasks; an admin, every task."
 )
 TAGS = [
-    {"name": "auth", "description": "Accounts and tokens."},
-    {"name": "tasks", "description": "The task resource (owner or admin)."},
-    {"name": "jobs", "description": "Background processing of a task, and its status."},
-    {"name": "health", "description": "Liveness and readiness probes."},
+    Tag(name="auth", description="Accounts and tokens."),
+    Tag(name="tasks", description="The task resource (owner or admin)."),
+    Tag(name="jobs", description="Background processing of a task, and its status."),
+    Tag(name="health", description="Liveness and readiness probes."),
 ]
 
 
@@ -69,21 +70,26 @@ def create_app(settings: Settings | None = None) -> Quart:
     for endpoint in DOCS_ENDPOINTS:
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = exempt(plain_view(app, app.view_functions[endpoint]))
-    _init_gate(app, parts)
+    gate = _init_gate(app, parts)
     register_error_handlers(app)
 
     app.before_serving(parts.open)
     app.after_serving(parts.close)
     app.teardown_appcontext(close_request_connection)
+    # type gap: Quart types asgi_app as a method, yet documents replacing it with middleware
+    # cached reads of known callers are answered before the framework (http/edge.py)
+    app.asgi_app = CachedReads(app.asgi_app, app, gate, app.extensions["taskapi.tokens"])  # type: ignore[method-assign]
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 
 
-def _init_gate(app: Quart, parts: Parts) -> None:
+def _init_gate(app: Quart, parts: Parts) -> Gate:
     settings = parts.settings
     limits = {
         "default": limits_from(settings.ratelimit_default),
         "login": limits_from(settings.ratelimit_login),
     }
-    Gate(parts, limits=limits).init_app(app)
+    gate = Gate(parts, limits=limits)
+    gate.init_app(app)
+    return gate

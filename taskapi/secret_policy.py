@@ -12,10 +12,13 @@ import string
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zxcvbn import matching, scoring
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+if TYPE_CHECKING:  # a match's fields, as types-zxcvbn names them (not a runtime name)
+    from zxcvbn.matching import _Match
 
 GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 # The values this repository's files give the secret (examples, development and testing
@@ -172,7 +175,7 @@ def random_share(text: str, known: Iterable[str] | None = None) -> float:
     words = [word.lower() for word in known]
     dictionaries = dict(matching.RANKED_DICTIONARIES)
     dictionaries["user_inputs"] = matching.build_ranked_dict(words)
-    ending_at: defaultdict[int, list[dict[str, Any]]] = defaultdict(list)
+    ending_at: defaultdict[int, list[_Match]] = defaultdict(list)
     for match in _patterns(text, dictionaries):
         ending_at[match["j"]].append(match)
     cheapest = [0.0]  # cheapest[k]: bits of the cheapest reading of text[:k]
@@ -196,7 +199,7 @@ _MATCHERS = (
 )
 
 
-def _patterns(text: str, dictionaries: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+def _patterns(text: str, dictionaries: dict[str, dict[str, int]]) -> list[_Match]:
     """Every pattern zxcvbn finds in the text, with these dictionaries."""
     found = [m for matcher in _MATCHERS for m in matcher(text, _ranked_dictionaries=dictionaries)]
     readings = matching.enumerate_l33t_subs(

@@ -9,7 +9,7 @@ from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Function, func
 
-from taskapi.domain.jobs import JOB_FUNCTIONS
+from taskapi.domain.jobs import JOB_FUNCTIONS, Job
 from taskapi.domain.parts import Parts
 from taskapi.infra.logs import configure_logging
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
@@ -21,7 +21,7 @@ HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 PARTS = "taskapi_parts"
 
 
-def _for_arq(job: Any) -> Function:
+def _for_arq(job: Job) -> Function:
     """A job function as arq runs it: our RetryLater becomes arq's Retry."""
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:

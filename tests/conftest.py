@@ -115,7 +115,7 @@ async def make_apps(
             apps = []
             for _ in range(count):
                 chosen = {**defaults, **overrides}
-                application = create_app(shared_settings.replace(redis_url=redis_url, **chosen))
+                application = create_app(replaced(shared_settings, redis_url=redis_url, **chosen))
                 await stack.enter_async_context(application.test_app())
                 apps.append(application)
             if not emptied:
@@ -130,6 +130,12 @@ async def make_apps(
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     return load_settings(environ={}, env="testing", database_url=database_url, **overrides)
+
+
+def replaced(settings: Settings, **changes: Any) -> Settings:
+    """A copy of `settings` with some values changed, parsed and validated as load_settings'
+    overrides are (a bad value is a SettingsError naming its variable)."""
+    return load_settings(environ={}, **{**settings.model_dump(), **changes})
 
 
 def migrate_to_head(settings: Settings) -> None:

@@ -48,19 +48,20 @@ def find_binary(name: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def _run_as() -> dict[str, object]:
-    """PostgreSQL refuses to run as root: run it as `nobody` then."""
+def _run_as() -> tuple[int, int] | tuple[None, None]:
+    """The user and group PostgreSQL runs as: it refuses root, so `nobody` then (else None:
+    the current user)."""
     if os.geteuid() != 0:
-        return {}
+        return None, None
     entry = pwd.getpwnam("nobody")
-    return {"user": entry.pw_uid, "group": entry.pw_gid}
+    return entry.pw_uid, entry.pw_gid
 
 
-def poll(check: object, what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
+def poll(check: Callable[[], object], what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
     """Call `check()` until it returns true, or fail after `deadline` seconds."""
     stop = time.monotonic() + deadline
     while time.monotonic() < stop:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.05)
     raise RuntimeError(f"timed out waiting for {what}")
@@ -102,16 +103,17 @@ def running_postgres() -> Iterator[PostgresServer]:
         unavailable("the `postgres` and `initdb` binaries are not installed")
     bindir = Path(postgres).resolve().parent
     directory = Path(tempfile.mkdtemp(prefix="taskapi-pg-"))
-    as_user = _run_as()
-    if as_user:
-        os.chown(directory, int(as_user["user"]), int(as_user["group"]))  # type: ignore[call-overload]
+    user, group = _run_as()
+    if user is not None and group is not None:
+        os.chown(directory, user, group)
     data = directory / "data"
     subprocess.run(
         [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
         + ["-E", "UTF8", "--no-sync", "--no-instructions"],
         check=True,
         capture_output=True,
-        **as_user,  # type: ignore[arg-type]
+        user=user,
+        group=group,
     )
     port = free_port()
     log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -122,7 +124,8 @@ def running_postgres() -> Iterator[PostgresServer]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        **as_user,  # type: ignore[arg-type]
+        user=user,
+        group=group,
     )
     server = PostgresServer(port=port, directory=directory, process=process, bindir=bindir)
     try:
@@ -204,14 +207,16 @@ def running_redis() -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def until(check: object, what: str, deadline: float = START_DEADLINE_SECONDS) -> None:
+async def until(
+    check: Callable[[], object], what: str, deadline: float = START_DEADLINE_SECONDS
+) -> None:
     """Await `check()` (sync or async) until it is true, or fail after `deadline` seconds."""
     import asyncio
     import inspect
 
     stop = time.monotonic() + deadline
     while time.monotonic() < stop:
-        outcome = check()  # type: ignore[operator]
+        outcome = check()
         if inspect.isawaitable(outcome):
             outcome = await outcome
         if outcome:

@@ -44,7 +44,7 @@ class SinkHandler:
                 self.refused += 1
                 return "451 4.3.0 Try again later"
             message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-            self.delivered.append(Delivered(list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+            self.delivered.append(Delivered(list(envelope.rcpt_tos), message))
         return "250 OK"
 
 

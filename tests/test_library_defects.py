@@ -106,7 +106,7 @@ async def test_arq_enqueue_job_takes_three_round_trips(redis_server):
 def test_env_settings_source_reads_only_os_environ(monkeypatch):
     """pydantic-settings' EnvSettingsSource has no parameter for a mapping to read instead of
     os.environ; the only hook is its private `_load_env_vars`. If this fails after an upgrade,
-    `_EnvironSource` in taskapi/settings.py may use the public parameter instead."""
+    `_EnvironSource` in taskapi/settings/loader.py may use the public parameter instead."""
     from pydantic_settings import BaseSettings, EnvSettingsSource
 
     class Probe(BaseSettings):

@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-import taskapi.settings as settings_module
+import taskapi.settings.loader as settings_loader
 from taskapi.secret_policy import (
     CONTEXT_WORDS,
     GENERATE_SECRET,
@@ -27,6 +27,7 @@ from taskapi.settings import (
     load_settings,
 )
 from tests.committed_secrets import committed_secret_values
+from tests.conftest import replaced
 
 PG = "postgresql://taskapi:pw@db.internal:5432/taskapi"
 
@@ -163,13 +164,19 @@ def test_a_bad_url_is_reported_without_its_password():
     )
 
 
-def test_replace_validates_like_load():
-    settings = load_settings(environ={})
-    assert settings.replace(trusted_proxies="10.0.0.0/8").trusted_proxies == (
-        ipaddress.ip_network("10.0.0.0/8"),
-    )
+def test_overrides_are_parsed_and_validated_like_the_environment():
+    settings = load_settings(environ={}, trusted_proxies="10.0.0.0/8")
+    assert settings.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    # development.toml sets cache_list_ttl, but the bad value is the override's: its variable
     with pytest.raises(SettingsError, match=r"^TASKAPI_CACHE_LIST_TTL: must be 1 or more"):
-        settings.replace(cache_list_ttl=-5)
+        load_settings(environ={}, cache_list_ttl=-5)
+
+
+def test_replaced_keeps_every_other_value():
+    settings = load_settings(environ={"TASKAPI_CACHE_DETAIL_TTL": "7"}, trusted_proxies="::1")
+    copy = replaced(settings, cache_list_ttl=9)
+    assert copy.cache_list_ttl == 9
+    assert copy.model_dump() == {**settings.model_dump(), "cache_list_ttl": 9}
 
 
 def test_unknown_setting_is_refused():
@@ -178,7 +185,7 @@ def test_unknown_setting_is_refused():
 
 
 def test_a_missing_configuration_file_is_one_clear_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(settings_module, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(settings_loader, "CONFIG_DIR", tmp_path)
     with pytest.raises(SettingsError) as refused:
         load_settings(environ={})
     assert str(refused.value) == (

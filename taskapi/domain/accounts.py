@@ -63,9 +63,12 @@ async def register_user(
         "token_generation": new_token_generation(),
     }
     try:
-        return (await connection.execute(insert(USERS).values(values).returning(USERS))).one()
+        user: Row[Any] = (
+            await connection.execute(insert(USERS).values(values).returning(USERS))
+        ).one()
     except IntegrityError:
         raise APIError(409, TAKEN, code="conflict") from None
+    return user
 
 
 async def authenticate(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +24,8 @@ from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings
 
 log = logging.getLogger(__name__)
+# a job: (arq's ctx, task id, requested by, request id) → its result
+Job = Callable[[dict[str, Any], int, int, str | None], Awaitable[dict[str, Any]]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -99,5 +102,6 @@ async def process_task(
     return {"status": "success", "task_id": task_id, "new_description": description}
 
 
-JOB_FUNCTIONS = (send_task_created_email, process_task)
-JOBS_BY_NAME = {JobName(job.__name__): job for job in JOB_FUNCTIONS}
+JOB_FUNCTIONS: tuple[Job, ...] = (send_task_created_email, process_task)
+# keyed by str, as a queued job names its function (each name is a JobName)
+JOBS_BY_NAME: dict[str, Job] = {JobName(job.__name__): job for job in JOB_FUNCTIONS}

@@ -20,7 +20,7 @@ PREFIX = "taskapi:rl:"
 
 def limits_from(specs: Iterable[RateLimitSpec]) -> list[Limit]:
     """Limits for limit settings (parsed and validated by taskapi.settings)."""
-    return [Limit(count, seconds) for count, seconds in specs]
+    return [Limit(spec.requests, spec.period_seconds) for spec in specs]
 
 
 def login_budgets(

@@ -33,6 +33,7 @@ from taskapi.infra.db import is_foreign_key_violation
 from taskapi.infra.logs import current_request_id
 
 # Core statements on the table: rows come back without the ORM's per-object bookkeeping.
+# SQLAlchemy cannot type a RETURNING of the whole table (a variable typed TaskRow says it).
 TASKS = Task.__table__
 TaskRow = Row[Any]
 NEWEST_FIRST = (TASKS.c.created_at.desc(), TASKS.c.id.desc())
@@ -98,7 +99,7 @@ async def create_task(unit: UnitOfWork, viewer: Viewer, fields: dict[str, Any]) 
     """Insert the caller's task; 401 when the caller's account is gone (deleted while this
     process still reused its role: the owner's foreign key refuses the row)."""
     try:
-        task = (
+        task: TaskRow | None = (
             await unit.connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})
         ).first()
     except IntegrityError as error:
@@ -121,7 +122,7 @@ async def update_task(
         .values(**changes)
         .returning(TASKS)
     )
-    task = (await unit.connection.execute(statement)).first()
+    task: TaskRow | None = (await unit.connection.execute(statement)).first()
     if task is None:
         raise await _missing_or_forbidden(unit.connection, task_id)
     _changed(unit, "updated", task.id, task.owner_id, viewer.id)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from quart_schema import QuartSchema
+from quart import Quart
+from quart_schema import Info, QuartSchema, Tag
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import BaseConverter, Rule
 
@@ -134,7 +135,7 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
             response["description"] = inspect.cleandoc(own) if own else "Success."
         return response, components
 
-    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
         # private: OpenAPIProvider._app, the app it documents (no public accessor in quart-schema)
         view = self._app.view_functions[rule.endpoint]
@@ -164,12 +165,12 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
         return paths, components
 
 
-def init_docs(app: Any, info: Any, tags: list[dict[str, str]]) -> QuartSchema:
+def init_docs(app: Quart, info: Info, tags: Sequence[Tag]) -> QuartSchema:
     app.config.update(UI_CONFIG)
     return QuartSchema(
         app,
         info=info,
-        tags=tags,
+        tags=list(tags),
         security_schemes={
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },

@@ -9,6 +9,7 @@ database; a token whose role is not remembered has it read from the database aft
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 from quart import Quart, Response, g, request
 
@@ -23,6 +24,7 @@ from taskapi.http.request_ids import assign_request_id, echo_request_id
 from taskapi.http.responses import options_as_204
 from taskapi.http.security_headers import add_security_headers
 from taskapi.http.tokens import ACCESS, TokenClaims, read_bearer_token
+from taskapi.infra.logs import request_id_var
 from taskapi.infra.stores import (
     CacheSlot,
     Entry,
@@ -84,6 +86,29 @@ class Route:
     limits: tuple[Limit, ...]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Facts:
+    """What a read's cache slot is made of: its method, origin, query string and task id."""
+
+    method: str
+    origin: str
+    query: str
+    task_id: int | None
+
+
+@dataclasses.dataclass(slots=True)
+class EdgeAdmission:
+    """What the edge (`http/edge.py`) found for a cached read it did not answer itself: the
+    gate carries on from it instead of asking the stores again."""
+
+    request_id: str
+    admission: Admission
+    error: APIError | None = None
+
+
+EDGE_ADMISSION = "taskapi.edge_admission"  # the scope key of an EdgeAdmission
+
+
 class Gate:
     """Runs every view's policy: rate limit, token, revocation, user, cached answer."""
 
@@ -110,7 +135,15 @@ class Gate:
         return known
 
     async def admit(self) -> Response | None:
-        """The one before-request step."""
+        """The one before-request step (for a cached read the edge has already taken, it
+        carries on from what the edge found)."""
+        handed = cast("EdgeAdmission | None", request.scope.get(EDGE_ADMISSION))
+        if handed is not None:
+            request_id_var.set(handed.request_id)
+            g.admission = handed.admission
+            if handed.error is not None:
+                raise handed.error
+            return None
         assign_request_id()
         endpoint = request.endpoint
         if endpoint is None or endpoint not in self.app.view_functions:
@@ -129,58 +162,86 @@ class Gate:
             await self._limit(admission, route, address)  # 429 before 401
             raise
         admission.claims = claims
+        facts = Facts(
+            request.method,
+            f"{request.scheme}://{request.host}",
+            request.query_string.decode("latin-1"),
+            (request.view_args or {}).get("task_id"),
+        )
         roles = self.parts.roles
         role = roles.cached_role(claims.user_id, claims.generation)
-        slot = self._slot(route, claims.user_id, role)
-        # an access token's holder has its own budget once the token proves unrevoked
-        user = f"user:{claims.user_id}" if kind == ACCESS else address
-        query = GateQuery(
-            jti=claims.jti,
-            limits=route.limits,
-            keys=limit_keys(user, endpoint, route.limits),
-            fallback_keys=limit_keys(address, endpoint, route.limits) if kind == ACCESS else None,
-            slot=slot,
-        )
-        answer = await self._ask(admission, route, query)
-        if answer.revoked:
-            raise APIError(401, "Token has been revoked.", code="token_revoked")
+        slot, answer = await self.step(admission, route, claims, role, facts)
         if role is None:
             role = await roles.role_of(request_connection, claims.user_id, claims.generation)
             if role is None:
                 # not a user: counted against its address too, then refused
                 await self._limit(admission, route, address)
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
-            slot = self._slot(route, claims.user_id, role)
+            slot = self.slot(route, claims.user_id, role, facts)
             if slot is not None:
-                answer = await self._ask(admission, route, GateQuery(slot=slot))
+                answer = await self.ask(admission, route, GateQuery(slot=slot))
         admission.viewer = Viewer(claims.user_id, role)
-        if slot is None:
-            return None
-        admission.slot, admission.lookup = slot, answer.lookup
-        entry = answer.lookup.entry if answer.lookup is not None else None
+        entry = self.cached_answer(admission, slot, answer)
         if entry is None:
             return None
-        admission.hit = True
         response = Response(entry.body, status=entry.status, headers=entry.headers)
         response.headers["X-Cache"] = "HIT"
         return response
 
-    def _slot(self, route: Route, user_id: int, role: str | None) -> CacheSlot | None:
+    async def step(
+        self,
+        admission: Admission,
+        route: Route,
+        claims: TokenClaims,
+        role: str | None,
+        facts: Facts,
+    ) -> tuple[CacheSlot | None, GateAnswer]:
+        """The shared-state step of a verified token: revocation, the rate limit (the user's
+        budget once the token proves unrevoked, else its address's) and, when the role is
+        known, the cached answer; 401 for a revoked token."""
+        slot = self.slot(route, claims.user_id, role, facts)
+        endpoint, limits, address = route.endpoint, route.limits, admission.address
+        access = claims.kind == ACCESS
+        user = f"user:{claims.user_id}" if access else address
+        query = GateQuery(
+            jti=claims.jti,
+            limits=limits,
+            keys=limit_keys(user, endpoint, limits),
+            fallback_keys=limit_keys(address, endpoint, limits) if access else None,
+            slot=slot,
+        )
+        answer = await self.ask(admission, route, query)
+        if answer.revoked:
+            raise APIError(401, "Token has been revoked.", code="token_revoked")
+        return slot, answer
+
+    def slot(self, route: Route, user_id: int, role: str | None, facts: Facts) -> CacheSlot | None:
+        """Where a read of a cached route is cached for this caller (None: not cached)."""
         kind = route.policy.cache
-        if kind is None or role is None or request.method not in READS:
+        if kind is None or role is None or facts.method not in READS:
             return None
-        task_id = (request.view_args or {}).get("task_id")
-        origin = f"{request.scheme}://{request.host}"
-        query = request.query_string.decode("latin-1")
-        return self.parts.cache.slot(kind, Viewer(user_id, role), task_id, origin, query)
+        viewer = Viewer(user_id, role)
+        return self.parts.cache.slot(kind, viewer, facts.task_id, facts.origin, facts.query)
+
+    @staticmethod
+    def cached_answer(
+        admission: Admission, slot: CacheSlot | None, answer: GateAnswer
+    ) -> Entry | None:
+        """Record the cache lookup on the admission; the cached answer to serve, if any."""
+        if slot is None:
+            return None
+        admission.slot, admission.lookup = slot, answer.lookup
+        entry = answer.lookup.entry if answer.lookup is not None else None
+        admission.hit = entry is not None
+        return entry
 
     async def _limit(self, admission: Admission, route: Route, scope: str) -> None:
         """The route's limits on `scope` alone (no token, or one that failed)."""
         if route.limits:
             keys = limit_keys(scope, route.endpoint, route.limits)
-            await self._ask(admission, route, GateQuery(limits=route.limits, keys=keys))
+            await self.ask(admission, route, GateQuery(limits=route.limits, keys=keys))
 
-    async def _ask(self, admission: Admission, route: Route, query: GateQuery) -> GateAnswer:
+    async def ask(self, admission: Admission, route: Route, query: GateQuery) -> GateAnswer:
         """One call to the shared stores; 429 when a limit refuses. When the stores cannot
         answer, the rate limit's and the revocation's policies (fail open, or 503)."""
         try:
@@ -219,11 +280,9 @@ class Gate:
         return response
 
     async def _after(self, admission: Admission, response: Response) -> None:
-        decision = admission.rate
-        if decision is not None:
-            response.headers["RateLimit-Limit"] = str(decision.limit)
-            response.headers["RateLimit-Remaining"] = str(decision.remaining)
-            response.headers["RateLimit-Reset"] = str(decision.reset_seconds)
+        """The rate-limit headers; on a cached route, X-Cache and the fresh answer stored."""
+        if admission.rate is not None:
+            response.headers.update(rate_headers(admission.rate))
         slot = admission.slot
         if slot is None or admission.hit:
             return
@@ -233,8 +292,17 @@ class Gate:
             headers = {
                 k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
             }
-            entry = Entry(200, headers, await response.get_data())
+            entry = Entry(200, headers, await response.get_data(as_text=False))
             try:
                 await self.parts.answers.put(lookup.key, entry, slot.ttl)
             except StoreUnavailable:
                 return
+
+
+def rate_headers(decision: Decision) -> dict[str, str]:
+    """The RateLimit-* headers of a rate step's decision."""
+    return {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_seconds),
+    }

@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIMITS_ATTRIBUTE = "_taskapi_limits"
 AUTH_ATTRIBUTE = "_taskapi_auth"
 CACHE_ATTRIBUTE = "_taskapi_cache"
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 CacheKind = Literal["list", "detail"]
 
 

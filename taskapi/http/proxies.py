@@ -4,23 +4,23 @@
 address from X-Forwarded-For (the first hop from the right that is not itself a trusted proxy:
 entries further left are the client's own words), the scheme from X-Forwarded-Proto and the host
 from X-Forwarded-Host, and marks the request so that its X-Request-ID is believed too. From any
-other peer those headers change nothing. No quart here: plain values and the ASGI scope.
+other peer those headers change nothing. No quart here: plain values and the ASGI scope (as
+hypercorn's types describe it).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Protocol, cast
+
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope, WWWScope
 
 from taskapi.settings import Network
 
 TRUSTED_PEER = "taskapi.trusted_peer"  # scope key: the request came through a trusted proxy
 _SCHEMES = {"http": {"http", "https"}, "websocket": {"ws", "wss"}}
 _WEBSOCKET_SCHEME = {"http": "ws", "https": "wss"}
-
-Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Any]
 
 
 def is_trusted(address: str, trusted: Sequence[Network]) -> bool:
@@ -46,43 +46,44 @@ def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[
 class ForwardedHeaders:
     """ASGI middleware applying X-Forwarded-For/-Proto/-Host, for trusted peers only."""
 
-    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
+    def __init__(self, app: ASGIFramework, trusted: Sequence[Network]) -> None:
         self.app = app
         self.trusted = tuple(trusted)
 
     async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[..., Awaitable[Any]],
-        send: Callable[..., Awaitable[Any]],
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        client = scope.get("client")
-        if scope["type"] in _SCHEMES and client and is_trusted(client[0], self.trusted):
-            scope = self._forwarded(scope, client[0])
+        if scope["type"] != "lifespan":
+            client = scope.get("client")
+            if client and is_trusted(client[0], self.trusted):
+                scope = self._forwarded(scope, client[0])
         await self.app(scope, receive, send)
 
-    def _forwarded(self, scope: Scope, peer: str) -> Scope:
+    def _forwarded(self, scope: WWWScope, peer: str) -> WWWScope:
         """A copy of the scope as the client sent it to the proxy (the server's stays intact)."""
         values: dict[bytes, list[str]] = {}
         for name, value in scope["headers"]:
             lowered = name.lower()
             if lowered in (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"):
                 values.setdefault(lowered, []).append(value.decode("latin-1"))
-        scope = {**scope, TRUSTED_PEER: True}
+        forwarded = scope.copy()
+        # ASGI lets middleware add keys of its own; hypercorn's scope types declare none
+        cast(MutableMapping[str, object], forwarded)[TRUSTED_PEER] = True
         if b"x-forwarded-for" in values:
-            scope["client"] = (forwarded_client(peer, values[b"x-forwarded-for"], self.trusted), 0)
+            client = forwarded_client(peer, values[b"x-forwarded-for"], self.trusted)
+            forwarded["client"] = (client, 0)
         proto = _last_hop(values.get(b"x-forwarded-proto"))
         if proto is not None:
             proto = proto.lower()
-            if scope["type"] == "websocket":
+            if forwarded["type"] == "websocket":
                 proto = _WEBSOCKET_SCHEME.get(proto, proto)
-            if proto in _SCHEMES[scope["type"]]:
-                scope["scheme"] = proto
+            if proto in _SCHEMES[forwarded["type"]]:
+                forwarded["scheme"] = proto
         host = _last_hop(values.get(b"x-forwarded-host"))
         if host:
-            headers = [(n, v) for n, v in scope["headers"] if n.lower() != b"host"]
-            scope["headers"] = [*headers, (b"host", host.encode("latin-1"))]
-        return scope
+            headers = [(n, v) for n, v in forwarded["headers"] if n.lower() != b"host"]
+            forwarded["headers"] = [*headers, (b"host", host.encode("latin-1"))]
+        return forwarded
 
 
 def _last_hop(values: list[str] | None) -> str | None:
@@ -97,7 +98,7 @@ class _Request(Protocol):
     def remote_addr(self) -> str | None: ...
 
     @property
-    def scope(self) -> Scope: ...
+    def scope(self) -> Mapping[str, object]: ...
 
 
 def client_ip(request: _Request) -> str:

@@ -15,10 +15,16 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def assign_request_id() -> None:
-    """The request's id: a trusted proxy's well-formed `X-Request-ID`, else a new one."""
+    """The request's id (`request_id_for`), on every log line of the request."""
     incoming = request.headers.get("X-Request-ID", "")
-    trusted = bool(incoming) and from_trusted_proxy(request) and _VALID_ID.match(incoming)
-    request_id_var.set(incoming if trusted else uuid.uuid4().hex)
+    request_id_var.set(request_id_for(incoming, from_trusted_proxy(request)))
+
+
+def request_id_for(incoming: str, trusted_peer: bool) -> str:
+    """A trusted proxy's well-formed `X-Request-ID`, else a new id."""
+    if incoming and trusted_peer and _VALID_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
 
 
 def echo_request_id(response: Response) -> None:

@@ -11,6 +11,10 @@ SECURITY_HEADERS = {
 }
 
 
+# on every answer to a request that carried credentials
+CREDENTIALED = ("Cache-Control", "no-store")
+
+
 def add_security_headers(response: Response) -> None:
     """The security headers, and `no-store` on any answer to a request that carried
     credentials."""
@@ -18,4 +22,4 @@ def add_security_headers(response: Response) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
     if "Authorization" in request.headers:
-        headers["Cache-Control"] = "no-store"
+        headers[CREDENTIALED[0]] = CREDENTIALED[1]

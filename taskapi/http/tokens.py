@@ -111,14 +111,18 @@ def read_bearer_token(kind: str) -> TokenClaims:
 
 
 def _verify_bearer() -> TokenClaims:
-    header = request.headers.get("Authorization", "")
+    return verify_token(bearer_token(request.headers.get("Authorization", "")))
+
+
+def bearer_token(header: str) -> str:
+    """The token of an `Authorization: Bearer <token>` header's value, or 401."""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if not header:
         raise APIError(401, "Missing Authorization header.", code="token_missing")
     if scheme.lower() != "bearer" or not token or " " in token:
         raise APIError(401, "Expected 'Authorization: Bearer <token>'.", code="token_invalid")
-    return verify_token(token)
+    return token
 
 
 def verify_token(token: str) -> TokenClaims:

@@ -6,9 +6,9 @@ import datetime as dt
 import time
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, Table, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -35,6 +35,9 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Each model is mapped to a Table of its __tablename__ (SQLAlchemy's type says any
+    # FromClause: a class may be mapped to a join or a subquery, which none here is).
+    __table__: ClassVar[Table]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

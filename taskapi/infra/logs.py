@@ -7,6 +7,7 @@ import contextvars
 import json
 import logging
 import sys
+from typing import TextIO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [%(request_id)s] %(message)s"
@@ -16,16 +17,19 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     """Send taskapi's records to stderr at `level`; idempotent, leaves other loggers alone."""
     logger = logging.getLogger("taskapi")
     logger.setLevel(level)
-    for handler in [h for h in logger.handlers if getattr(h, "_taskapi", False)]:
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    for old in [h for h in logger.handlers if isinstance(h, _TaskapiHandler)]:
+        logger.removeHandler(old)
+    handler = _TaskapiHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     )
     handler.addFilter(RequestIdFilter())
-    handler._taskapi = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.propagate = False
+
+
+class _TaskapiHandler(logging.StreamHandler[TextIO]):
+    """The handler configure_logging adds (and replaces when called again)."""
 
 
 def current_request_id() -> str:

@@ -29,17 +29,21 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().database_url
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(connection: Connection | None = None, offline_url: str | None = None) -> None:
+    """Migrate over a connection, or write the SQL for `offline_url` (with literal values)."""
     context.configure(
+        connection=connection,
+        url=offline_url,
+        literal_binds=offline_url is not None,
+        dialect_opts={"paramstyle": "named"} if offline_url is not None else None,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite alters tables by copy-and-move
         compare_type=True,
-        **kwargs,
     )
 
 
 def run_migrations_offline() -> None:
-    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    _configure(offline_url=_url())
     with context.begin_transaction():
         context.run_migrations()
 

@@ -12,13 +12,13 @@ from sqlalchemy import delete
 from taskapi.app import create_app
 from taskapi.domain.models import User
 from taskapi.http.tokens import verify_token
-from tests.conftest import ApiClient, create_account, empty_tables, state_of
+from tests.conftest import ApiClient, create_account, empty_tables, replaced, state_of
 
 
 @pytest.fixture
 async def cached_roles_app(settings) -> AsyncIterator[Quart]:
     """The test app on each database with production's role cache (a role is reused a while)."""
-    application = create_app(settings.replace(user_cache_seconds=60))
+    application = create_app(replaced(settings, user_cache_seconds=60))
     async with application.test_app():
         await empty_tables(application)
         yield application

@@ -15,7 +15,7 @@ from taskapi.domain import work
 from taskapi.domain.accounts import delete_user
 from taskapi.domain.models import User
 from taskapi.settings import Settings
-from tests.conftest import PASSWORD, create_account, empty_tables, state_of
+from tests.conftest import PASSWORD, create_account, empty_tables, replaced, state_of
 from tests.lookalikes import fullwidth
 from tests.services import RedisServer
 from tests.test_cli import run
@@ -76,7 +76,7 @@ async def _refused(client: Any, who: Session) -> None:
 async def redis_app(settings: Settings, redis_server: RedisServer) -> AsyncIterator[Quart]:
     """The app on each database with the shared (Redis) cache, on empty tables and Redis."""
     redis_server.flush()
-    application = create_app(settings.replace(redis_url=redis_server.url))
+    application = create_app(replaced(settings, redis_url=redis_server.url))
     async with application.test_app():
         await empty_tables(application)
         yield application
@@ -131,7 +131,7 @@ async def test_an_account_forced_onto_a_deleted_id_accepts_none_of_the_old_token
 async def test_a_cached_role_answers_only_tokens_of_the_accounts_current_generation(settings):
     """With the per-process user cache on, an entry refreshed by the account's new tokens does
     not pass a token of its old generation."""
-    application = create_app(settings.replace(user_cache_seconds=600))
+    application = create_app(replaced(settings, user_cache_seconds=600))
     async with application.test_app():
         await empty_tables(application)
         client = application.test_client()

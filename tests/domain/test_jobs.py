@@ -13,7 +13,7 @@ from taskapi.domain.jobs import process_task
 from taskapi.infra.redis.queue import deserialize_job
 from taskapi.wiring import job_resources
 from taskapi.worker_settings import build_worker_settings
-from tests.conftest import create_account, redis_of, taskapi_records
+from tests.conftest import create_account, redis_of, replaced, taskapi_records
 from tests.services import redis_commands_during, until
 from tests.smtp import smtp_sink
 
@@ -94,7 +94,7 @@ async def test_a_create_queues_its_email_and_drops_cached_lists_in_one_round_tri
     assert listed.headers["X-Cache"] == "MISS"
     assert [t["id"] for t in (await listed.get_json())["data"]] == [created[0]["id"]]
     with smtp_sink() as sink:
-        await run_worker_until_idle(settings_of(app).replace(smtp_url=sink.url))
+        await run_worker_until_idle(replaced(settings_of(app), smtp_url=sink.url))
         (mail,) = await sink.wait_for(1)
     assert mail.message["Subject"] == "Task Created: Buy milk"
 

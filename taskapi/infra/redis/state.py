@@ -45,7 +45,7 @@ class _Bytes(BaseSerializer):
     def dumps(self, value: bytes) -> bytes:
         return value
 
-    def loads(self, value: bytes) -> bytes:
+    def loads(self, value: bytes | None) -> bytes | None:  # None: no such key
         return value
 
 

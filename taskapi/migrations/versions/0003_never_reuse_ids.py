@@ -21,7 +21,7 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TASK_INDEXES = {
+TASK_INDEXES: dict[str, list[str | sa.TextClause]] = {
     "ix_tasks_owner_created": ["owner_id", sa.text("created_at DESC"), sa.text("id DESC")],
     "ix_tasks_owner_status_created": [
         "owner_id",

@@ -1,0 +1,13 @@
+# Types for aiocache 0.12's serializers that taskapi uses (see __init__.pyi). What a serializer
+# takes and gives depends on the backend and the encoding (the library's own `str` annotations
+# are wrong for its bytes backends), so the base class leaves them open.
+from typing import Any
+
+class BaseSerializer:
+    DEFAULT_ENCODING: str | None
+    encoding: str | None
+    def __init__(self, *args: Any, encoding: str | None = ..., **kwargs: Any) -> None: ...
+    def dumps(self, value: Any) -> Any: ...
+    def loads(self, value: Any) -> Any: ...
+
+class NullSerializer(BaseSerializer): ...

@@ -1,0 +1,12 @@
+# Types for the part of quart-jwt-extended 0.1 that taskapi uses: it ships none (no py.typed,
+# no stubs package). Checked against the installed library by tests/test_stubs.py (stubtest).
+from typing import Any
+
+from quart import Quart
+
+class JWTManager:
+    def __init__(self, app: Quart | None = None) -> None: ...
+
+def decode_token(
+    encoded_token: str, csrf_value: str | None = None, allow_expired: bool = False
+) -> dict[str, Any]: ...
