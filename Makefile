@@ -4,18 +4,31 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
-STAMP  := $(VENV)/.installed
+# One stamp per lock file: `make install` and `make run` install the runtime pins alone; the dev
+# targets (test, fuzz, bench, mutate, lint, lock) add the dev lock's on top of them.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
+PIP_INSTALL   := -m pip install --quiet --disable-pip-version-check
 
 .PHONY: run test fuzz bench lint install lock clean docs-assets mutate
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+# The runtime pins, each checked against its hashes, then the project itself, which has none: it
+# is built here by the pinned setuptools and fetches nothing. The Containerfile runs these two.
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python $(PIP_INSTALL) --require-hashes -r requirements.lock
+	$(BIN)/python $(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	touch $@
 
-run: $(STAMP)
+# The dev lock is the runtime lock (the same pins) plus the dev extra: installed over the runtime
+# pins, it adds the dev tools and changes nothing else.
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(BIN)/python $(PIP_INSTALL) --require-hashes -r requirements-dev.lock
+	touch $@
+
+run: $(RUNTIME_STAMP)
 	$(BIN)/taskapi init-db --demo
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/taskapi serve
 
@@ -23,7 +36,7 @@ run: $(STAMP)
 # and last): replay one with `make test PYTEST_ARGS=--randomly-seed=N`, or run in file order
 # with `PYTEST_ARGS="-p no:randomly"`.
 PYTEST_ARGS ?=
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -31,12 +44,12 @@ test: $(STAMP)
 	$(BIN)/vulture
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-fuzz: $(STAMP)
+fuzz: $(DEV_STAMP)
 	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/http/test_openapi_fuzz.py
 
 # Load benchmark (needs wrk): a throwaway local PostgreSQL + Redis deployment, or BENCH_ARGS
 # such as "--base https://api.example.com --username U --password P".
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
 # Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
@@ -45,15 +58,23 @@ MUTATE_MODULES ?= taskapi/domain/tasks.py taskapi/domain/effects.py taskapi/doma
                   taskapi/domain/limits.py taskapi/domain/work.py taskapi/http/tokens.py \
                   taskapi/domain/jobs.py
 MUTATE_WORKERS ?= 2
-mutate: $(STAMP)
+mutate: $(DEV_STAMP)
 	$(BIN)/python -m mutation.run --workers $(MUTATE_WORKERS) $(MUTATE_MODULES)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy && $(BIN)/vulture
 
-lock: $(STAMP)
-	(echo '# Exact versions `make` installs (pip constraints). Regenerate: make lock'; \
-	 $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e '^taskapi' -e '^pip==') > requirements.lock
+# Both lock files, from pyproject.toml, for every platform and Python from 3.11 (uv's universal
+# resolution): the runtime pins (the dependencies and the build requirements), then the dev pins,
+# held to the runtime ones. The pins already in the files stay unless LOCK_ARGS says otherwise:
+# `make lock LOCK_ARGS=--upgrade`, or `LOCK_ARGS="--upgrade-package quart"`.
+LOCK_ARGS ?=
+BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+             --custom-compile-command 'make lock' $(LOCK_ARGS) pyproject.toml -
+lock: $(DEV_STAMP)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) -o requirements.lock
+	$(BUILD_REQUIRES) | $(UV_COMPILE) --extra dev -c requirements.lock -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache mutants

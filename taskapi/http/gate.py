@@ -41,7 +41,7 @@ UNCACHED_HEADERS = frozenset(
     {"content-length", "x-cache", "x-request-id"}
     | {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 )
-UNKNOWN = GateAnswer()  # the answer when the stores cannot give one
+NOTHING_KNOWN = GateAnswer()  # the answer when the stores cannot give one
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,12 +154,12 @@ class Gate:
         g.admission = admission
         kind = route.policy.auth if request.method != "OPTIONS" else None
         if kind is None:
-            await self._limit(admission, route, address)
+            await self._limit_by(admission, route, address)
             return None
         try:
             claims = read_bearer_token(kind)
         except APIError:
-            await self._limit(admission, route, address)  # 429 before 401
+            await self._limit_by(admission, route, address)  # 429 before 401
             raise
         admission.claims = claims
         facts = Facts(
@@ -175,7 +175,7 @@ class Gate:
             role = await roles.role_of(request_connection, claims.user_id, claims.generation)
             if role is None:
                 # not a user: counted against its address too, then refused
-                await self._limit(admission, route, address)
+                await self._limit_by(admission, route, address)
                 raise APIError(401, "The token's user no longer exists.", code="token_invalid")
             slot = self.slot(route, claims.user_id, role, facts)
             if slot is not None:
@@ -235,7 +235,7 @@ class Gate:
         admission.hit = entry is not None
         return entry
 
-    async def _limit(self, admission: Admission, route: Route, scope: str) -> None:
+    async def _limit_by(self, admission: Admission, route: Route, scope: str) -> None:
         """The route's limits on `scope` alone (no token, or one that failed)."""
         if route.limits:
             keys = limit_keys(scope, route.endpoint, route.limits)
@@ -255,7 +255,7 @@ class Gate:
                     "Cannot check the token right now. Try again shortly.",
                     code="service_unavailable",
                 ) from None
-            return UNKNOWN
+            return NOTHING_KNOWN
         if answer.outcome is not None:
             decision = admission.rate = decide(route.limits, answer.outcome)
             if not decision.allowed:
@@ -274,12 +274,12 @@ class Gate:
             options_as_204(response)
         admission: Admission | None = g.get("admission")
         if admission is not None:
-            await self._after(admission, response)
+            await self._add_rate_and_cache(admission, response)
         echo_request_id(response)
         add_security_headers(response)
         return response
 
-    async def _after(self, admission: Admission, response: Response) -> None:
+    async def _add_rate_and_cache(self, admission: Admission, response: Response) -> None:
         """The rate-limit headers; on a cached route, X-Cache and the fresh answer stored."""
         if admission.rate is not None:
             response.headers.update(rate_headers(admission.rate))

@@ -14,6 +14,7 @@ import shutil
 import yaml
 
 from taskapi.settings import PROJECT_ROOT
+from tests.test_makefile import pip_install_commands
 from tests.unit_filters import SYSTEM_CALL_GROUP
 
 CONTAINERFILE = (PROJECT_ROOT / "Containerfile").read_text()
@@ -128,10 +129,23 @@ def _copy_sources() -> list[str]:
     return sources
 
 
-def test_the_image_installs_like_make_does():
-    makefile = (PROJECT_ROOT / "Makefile").read_text()
-    assert "-m pip install --quiet --disable-pip-version-check -c requirements.lock -e" in makefile
-    assert "-m pip install -c requirements.lock -e ." in CONTAINERFILE
+def _run_commands() -> list[str]:
+    """The shell commands of the Containerfile's RUN instructions, split at each `&&`."""
+    commands = []
+    for instruction in re.sub(r"\\\n", " ", CONTAINERFILE).splitlines():
+        words = instruction.split(None, 1)
+        if len(words) == 2 and words[0].upper() == "RUN":
+            commands += [command.strip() for command in words[1].split("&&")]
+    return commands
+
+
+def test_the_image_installs_with_the_commands_of_make_install():
+    """The image's pip commands are those `make install` runs on a fresh clone, given the image's
+    virtualenv: the runtime lock, hash-checked, then the project without its dependencies."""
+    make_install = pip_install_commands("install", "-B", "VENV=/opt/venv")
+    assert make_install[0].endswith("--require-hashes -r requirements.lock"), make_install
+    image = [command for command in _run_commands() if " -m pip install " in command]
+    assert image == make_install
 
 
 def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():
@@ -139,6 +153,7 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():
     assert re.search(r"^USER taskapi$", final_stage, re.M)
     assert "HEALTHCHECK" in final_stage and "/health" in final_stage
     assert "pytest" not in final_stage and "[dev]" not in CONTAINERFILE
+    assert "requirements-dev" not in CONTAINERFILE
 
 
 def test_compose_has_every_part_with_health_gated_start():
