@@ -18,7 +18,7 @@ from taskapi.domain.tasks import TASKS
 from taskapi.http.policy import default_limits, idempotent, login_required
 from taskapi.infra.stores import GateQuery
 from tests.conftest import create_account, redis_of, state_of
-from tests.services import until
+from tests.services import redis_commands_during, until
 
 BACKENDS = ["redis", "memory"]
 JSON = {"Content-Type": "application/json"}
@@ -251,3 +251,24 @@ async def test_fifty_concurrent_posts_with_one_key_across_two_instances_make_one
     assert len(bodies) == 1
     assert await _task_count(apps[0]) == 1
     assert await _queued_jobs(apps[0]) == 1
+
+
+async def test_the_claim_rides_in_the_gates_one_script(make_apps, redis_server):
+    """A keyed create costs one round trip more than an unkeyed one: the answer kept after the
+    view (the claim itself is part of the gate's script)."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    client = app.test_client()
+    seen: dict[str, list[str]] = {}
+    for warm_up in (None, "warm-up"):  # connected, each script loaded once
+        assert (await _post(client, account, b'{"title": "t"}', warm_up)).status_code == 201
+
+    for key in (None, "one-trip"):
+
+        async def create(key: str | None = key) -> None:
+            assert (await _post(client, account, b'{"title": "t"}', key)).status_code == 201
+
+        seen[str(key)] = await redis_commands_during(redis_server.url, create)
+    unkeyed = ["EVALSHA", "MULTI", "PSETEX", "ZADD", *["INCRBY"] * 3, "EXEC"]
+    assert seen["None"] == unkeyed
+    assert seen["one-trip"] == [*unkeyed, "EVALSHA"]
