@@ -18,17 +18,37 @@ from taskapi.blueprints.tasks.schemas import (
     tasks_json,
 )
 from taskapi.domain import tasks
+from taskapi.domain.tasks import TaskRow
 from taskapi.errors import APIError
+from taskapi.http.conditional import weak_etag, write_precondition
 from taskapi.http.db_scope import request_connection, request_unit
-from taskapi.http.docs import empty_response, errors, response_headers
+from taskapi.http.docs import (
+    ETAG_TEXT,
+    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENT_CREATE_ERRORS,
+    IF_MATCH_TEXT,
+    empty_response,
+    errors,
+    not_modified,
+    request_headers,
+    response_headers,
+)
 from taskapi.http.gate import current_viewer
-from taskapi.http.policy import cached, default_limits, login_required
+from taskapi.http.policy import cached, default_limits, idempotent, login_required
 from taskapi.http.responses import encoded_json, no_content, success
 from taskapi.http.validation import json_body, query_args
 
 bp = Blueprint("tasks", __name__)
 
 TASK_ID = "/<task_id:task_id>"
+
+
+def _task_response(
+    task: TaskRow, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """One task, with its strong ETag."""
+    etag = {"ETag": tasks.etag(task.id, task.version)}
+    return success(encoded_json(task_json(task)), status, headers={**(headers or {}), **etag})
 
 
 @bp.get("/", strict_slashes=False)
@@ -42,7 +62,9 @@ TASK_ID = "/<task_id:task_id>"
     200,
     Link='`<next page URL>; rel="next"` when there is a next page.',
     X_Cache="`HIT` or `MISS`.",
+    ETag='A weak entity tag of this page (`W/"..."`).',
 )
+@not_modified
 @errors(400, 401, 429, 503)
 async def list_tasks(query: TaskListQuery) -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
@@ -57,27 +79,36 @@ async def list_tasks(query: TaskListQuery) -> Response:
         link["cursor"] = token
         next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(link)
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return success(
+    response = success(
         encoded_json(tasks_json(page)),
         meta={"count": len(page), "next_cursor": token},
         headers=headers,
     )
+    response.headers["ETag"] = weak_etag(await response.get_data(as_text=False))
+    return response
 
 
 @bp.post("/", strict_slashes=False)
 @default_limits
 @tag(["tasks"])
 @login_required
+@idempotent
 @json_body(TaskCreate)
 @document_response(TaskEnvelope, 201)
-@response_headers(201, Location="Absolute URL of the new task.")
-@errors(400, 401, 413, 415, 422, 429, 503)
+@response_headers(
+    201,
+    Location="Absolute URL of the new task.",
+    ETag=ETAG_TEXT,
+    Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
+)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
+@errors(400, 401, 409, 413, 415, 422, 429, 503, texts=IDEMPOTENT_CREATE_ERRORS)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     async with request_unit() as unit:
         task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
-    return success(encoded_json(task_json(task)), 201, headers={"Location": location})
+    return _task_response(task, 201, {"Location": location})
 
 
 @bp.get(TASK_ID)
@@ -86,12 +117,13 @@ async def create_task(data: TaskCreate) -> Response:
 @login_required
 @cached("detail")
 @document_response(TaskEnvelope, 200)
-@response_headers(200, X_Cache="`HIT` or `MISS`.")
+@response_headers(200, X_Cache="`HIT` or `MISS`.", ETag=ETAG_TEXT)
+@not_modified
 @errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
     task = await tasks.get_task_for(await request_connection(), current_viewer(), task_id)
-    return success(encoded_json(task_json(task)))
+    return _task_response(task)
 
 
 @bp.put(TASK_ID)
@@ -100,12 +132,17 @@ async def get_task(task_id: int) -> Response:
 @login_required
 @json_body(TaskReplace)
 @document_response(TaskEnvelope, 200)
-@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
+@response_headers(200, ETag=ETAG_TEXT)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        task = await tasks.update_task(unit, current_viewer(), task_id, data.model_dump())
-    return success(encoded_json(task_json(task)))
+        task = await tasks.update_task(
+            unit, current_viewer(), task_id, data.model_dump(), precondition
+        )
+    return _task_response(task)
 
 
 @bp.patch(TASK_ID)
@@ -114,15 +151,18 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
 @login_required
 @json_body(TaskPatch)
 @document_response(TaskEnvelope, 200)
-@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
+@response_headers(200, ETag=ETAG_TEXT)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def patch_task(task_id: int, data: TaskPatch) -> Response:
     """Change some fields of a task."""
     changes = data.changes()
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        task = await tasks.update_task(unit, current_viewer(), task_id, changes)
-    return success(encoded_json(task_json(task)))
+        task = await tasks.update_task(unit, current_viewer(), task_id, changes, precondition)
+    return _task_response(task)
 
 
 @bp.delete(TASK_ID)
@@ -130,9 +170,11 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @tag(["tasks"])
 @login_required
 @empty_response("Deleted.")
-@errors(401, 403, 404, 429, 503)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(401, 403, 404, 412, 428, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        await tasks.delete_task(unit, current_viewer(), task_id)
+        await tasks.delete_task(unit, current_viewer(), task_id, precondition)
     return no_content()
