@@ -1,5 +1,9 @@
 """Add the outbox: the jobs committed writes call for, until the relay has queued them.
 
+On PostgreSQL a trigger NOTIFYs `taskapi_outbox` after every insert (delivered at commit), which
+wakes the relays that LISTEN; SQLite has no such thing (its relay polls, or is woken in
+process).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
@@ -45,7 +49,20 @@ def upgrade() -> None:
         sqlite_where=pending,
     )
 
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION taskapi_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN PERFORM pg_notify('taskapi_outbox', ''); RETURN NULL; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+            "FOR EACH STATEMENT EXECUTE FUNCTION taskapi_outbox_notify()"
+        )
+
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER outbox_notify ON outbox")
+        op.execute("DROP FUNCTION taskapi_outbox_notify()")
     op.drop_index("ix_outbox_pending", table_name="outbox")
     op.drop_table("outbox")
