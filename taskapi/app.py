@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         PROPAGATE_EXCEPTIONS=False,
         JSON_SORT_KEYS=False,
     )
-    parts = build_parts(settings)
+    parts = build_parts(settings, "app")
     app.extensions[PARTS] = parts
 
     init_tokens(app, settings)

@@ -270,7 +270,7 @@ async def _in_transaction(settings: Settings, work: Any) -> Any:
     from taskapi.domain import work as units
     from taskapi.wiring import build_parts
 
-    parts = build_parts(settings)
+    parts = build_parts(settings, "cli")
     await parts.open()
     try:
         async with units.transaction(parts.db, parts.effects) as unit:

@@ -1,10 +1,13 @@
 """The one place that builds a process's parts from its settings, and the only one that knows
 which implementation of each shared-state port it chose: in this process (no REDIS_URL, the
-embedded default) or in Redis. The app factory, the worker and the CLI call `build_parts`."""
+embedded default) or in Redis. The app factory, the worker and the CLI call `build_parts`.
+
+It also decides which process relays the outbox: the arq workers with Redis; the app itself in
+the embedded default (its jobs run on its own loop)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from taskapi.domain.accounts import RoleCache
 from taskapi.domain.cache import CachePolicy
@@ -12,6 +15,8 @@ from taskapi.domain.effects import TaskEffects
 from taskapi.domain.jobs import JOBS_BY_NAME, JobResources
 from taskapi.domain.limits import login_budgets
 from taskapi.domain.parts import Parts
+from taskapi.domain.ports import JobQueue, Publisher
+from taskapi.domain.relay import Relay
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.memory.gcra import MemoryGcra
@@ -35,12 +40,29 @@ from taskapi.infra.redis.state import RedisAnswers, RedisHealth, RedisPublisher,
 from taskapi.infra.stores import LoginBudgets
 from taskapi.settings import Settings
 
+Process = Literal["app", "worker", "cli"]
 
-def build_parts(settings: Settings) -> Parts:
+
+def build_parts(settings: Settings, process: Process) -> Parts:
     """Every part a process needs; `await parts.open()` before use, `close()` after."""
     if settings.redis_url:
-        return _in_redis(settings)
-    return _in_process(settings)
+        return _in_redis(settings, relays=process == "worker")
+    return _in_process(settings, relays=process == "app")
+
+
+def _relay(
+    settings: Settings, db: Database, queue: JobQueue, publisher: Publisher, *, listen: bool
+) -> Relay:
+    """The outbox's relay: a worker's listens for other processes' commits and polls; the
+    embedded API's is woken by its own writes only."""
+    return Relay(
+        db,
+        queue,
+        publisher,
+        poll_seconds=settings.outbox_poll_seconds if listen else None,
+        retention_seconds=settings.outbox_retention_seconds,
+        listen=listen,
+    )
 
 
 def _budgets(settings: Settings) -> LoginBudgets | None:
@@ -64,7 +86,7 @@ def _common(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _in_process(settings: Settings) -> Parts:
+def _in_process(settings: Settings, *, relays: bool) -> Parts:
     common = _common(settings)
     revocations, gcra, answers = MemoryRevocations(), MemoryGcra(), MemoryAnswers()
     idempotency = MemoryIdempotency()
@@ -76,7 +98,9 @@ def _in_process(settings: Settings) -> Parts:
         timeout_seconds=settings.job_timeout_seconds,
         keep_result_seconds=settings.job_keep_result_seconds,
     )
-    effects = TaskEffects(common["cache"], MemoryPublisher(answers, queue))
+    publisher = MemoryPublisher(answers)
+    relay = _relay(settings, common["db"], queue, publisher, listen=False) if relays else None
+    effects = TaskEffects(common["cache"], publisher, *([relay.wake] if relay else []))
     parts = Parts(
         **common,
         gatekeeper=MemoryGatekeeper(revocations, gcra, idempotency, answers),
@@ -87,16 +111,21 @@ def _in_process(settings: Settings) -> Parts:
         queue=queue,
         health=MemoryHealth(),
         effects=effects,
+        relay=relay,
     )
     context["taskapi"] = job_resources(parts)
-    parts.opening = [parts.db.connect]
+    parts.opening = [parts.db.connect, *([relay.start] if relay else [])]
     parts.closing = [_closer(parts.passwords.close), parts.db.dispose, queue.close]
+    if relay:
+        parts.closing.append(relay.stop)
     return parts
 
 
-def _in_redis(settings: Settings) -> Parts:
+def _in_redis(settings: Settings, *, relays: bool) -> Parts:
     common = _common(settings)
     pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
+    queue, publisher = ArqQueue(pool), RedisPublisher(pool)
+    relay = _relay(settings, common["db"], queue, publisher, listen=True) if relays else None
     parts = Parts(
         **common,
         gatekeeper=RedisGatekeeper(pool),
@@ -104,12 +133,15 @@ def _in_redis(settings: Settings) -> Parts:
         answers=RedisAnswers(pool),
         idempotency=RedisIdempotency(pool),
         login_failures=RedisLoginFailures(_budgets(settings), pool),
-        queue=ArqQueue(pool),
+        queue=queue,
         health=RedisHealth(pool),
-        effects=TaskEffects(common["cache"], RedisPublisher(pool)),
+        effects=TaskEffects(common["cache"], publisher),
+        relay=relay,
     )
-    parts.opening = [pool.open, parts.db.connect]
+    parts.opening = [pool.open, parts.db.connect, *([relay.start] if relay else [])]
     parts.closing = [pool.close, _closer(parts.passwords.close), parts.db.dispose]
+    if relay:
+        parts.closing.append(relay.stop)
     return parts
 
 

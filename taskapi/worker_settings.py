@@ -40,7 +40,7 @@ def build_worker_settings(settings: Settings) -> type:
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, settings.log_format)
-        parts = build_parts(settings)
+        parts = build_parts(settings, "worker")
         await parts.open()
         ctx[PARTS] = parts
         ctx["taskapi"] = job_resources(parts)

@@ -192,10 +192,11 @@ async def empty_tables(app: Quart) -> None:
         await state.queue.clear()  # first: a job still running could write after the wipe
     async with state.db.engine.begin() as connection:
         if state.settings.is_sqlite:
+            await connection.execute(text("DELETE FROM outbox"))
             await connection.execute(text("DELETE FROM tasks"))
             await connection.execute(text("DELETE FROM users"))
         else:
-            await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
+            await connection.execute(text("TRUNCATE outbox, tasks, users RESTART IDENTITY CASCADE"))
     stores = (
         state.answers,
         state.revocations,

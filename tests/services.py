@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -185,6 +186,17 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Redis frozen (SIGSTOP) while the block runs, then resumed (SIGCONT): it keeps its
+        data, and its clients' calls time out meanwhile."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def flush(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:

@@ -261,7 +261,7 @@ def _users_columns_and_ids(url: str) -> tuple[set[str], bool | None]:
     return asyncio.run(go())
 
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _revision(url: str) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from quart import Blueprint, Response, current_app
@@ -14,6 +14,7 @@ from quart.blueprints import BlueprintSetupState
 from quart_schema import document_response, tag
 from sqlalchemy import text
 
+from taskapi.domain import outbox
 from taskapi.http.policy import exempt
 from taskapi.http.responses import json_response
 from taskapi.http.state import current_parts
@@ -24,7 +25,7 @@ READY_TIMEOUT_SECONDS = 2.0
 # /health/ready is public and unlimited: its checks run at most once a second per process.
 READY_CACHE_SECONDS = 1.0
 READINESS = "taskapi.readiness"
-Answer = dict[str, str]  # check name → ok, error or disabled
+Answer = dict[str, Any]  # "checks": check name → ok, error, disabled or lagging; "outbox"
 
 
 class ReadinessCache:
@@ -76,13 +77,21 @@ class Liveness(BaseModel):
 class Checks(BaseModel):
     database: Literal["ok", "error"]
     redis: Literal["ok", "error", "disabled"]
+    outbox: Literal["ok", "lagging", "error"]
+
+
+class OutboxBacklog(BaseModel):
+    pending: int | None  # None: the database did not answer
+    oldest_seconds: float | None
 
 
 class Readiness(BaseModel):
-    """Ready: the database (and Redis, where configured) answer."""
+    """Ready: the database (and Redis, where configured) answer, and the outbox's oldest
+    pending job is younger than `TASKAPI_OUTBOX_MAX_LAG_SECONDS`."""
 
     status: Literal["ok"]
     checks: Checks
+    outbox: OutboxBacklog
 
 
 class NotReady(BaseModel):
@@ -90,6 +99,7 @@ class NotReady(BaseModel):
 
     status: Literal["error"]
     checks: Checks
+    outbox: OutboxBacklog
 
 
 @bp.get("/health")
@@ -110,15 +120,37 @@ async def ready() -> Response:
     """Readiness: the database (and Redis, where configured) answer (checked at most once a
     second by each process)."""
     cache: ReadinessCache = current_app.extensions[READINESS]
-    checks = await cache.checks(_run_checks)
+    answer = await cache.checks(_run_checks)
+    checks = answer["checks"]
     healthy = all(value in ("ok", "disabled") for value in checks.values())
     return json_response(
-        {"status": "ok" if healthy else "error", "checks": checks}, 200 if healthy else 503
+        {"status": "ok" if healthy else "error", "checks": checks, "outbox": answer["outbox"]},
+        200 if healthy else 503,
     )
 
 
 async def _run_checks() -> Answer:
-    return {"database": await _check_database(), "redis": await _check_redis()}
+    database = await _check_database()
+    lag, backlog = await _check_outbox() if database == "ok" else ("error", None)
+    checks = {"database": database, "redis": await _check_redis(), "outbox": lag}
+    if backlog is None:
+        return {"checks": checks, "outbox": {"pending": None, "oldest_seconds": None}}
+    numbers = {"pending": backlog.pending, "oldest_seconds": round(backlog.oldest_seconds, 3)}
+    return {"checks": checks, "outbox": numbers}
+
+
+async def _check_outbox() -> tuple[str, outbox.Backlog | None]:
+    """The outbox's backlog; `lagging` when its oldest entry is older than allowed."""
+    parts = current_parts()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with parts.db.connection() as connection:
+                backlog = await outbox.backlog(connection)
+    except Exception as error:
+        log.warning("readiness: outbox check failed: %s", type(error).__name__)
+        return "error", None
+    late = backlog.oldest_seconds > parts.settings.outbox_max_lag_seconds
+    return ("lagging" if late else "ok"), backlog
 
 
 async def _check_database() -> str:

@@ -9,10 +9,9 @@ from pydantic import BaseModel
 from quart import Blueprint, Response, url_for
 from quart_schema import document_response, tag
 
-from taskapi.domain import tasks
-from taskapi.domain.ports import JobName
+from taskapi.domain import outbox, tasks
 from taskapi.errors import APIError
-from taskapi.http.db_scope import request_connection
+from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import (
     IDEMPOTENCY_KEY_TEXT,
     IDEMPOTENT_ERRORS,
@@ -24,8 +23,7 @@ from taskapi.http.gate import current_viewer
 from taskapi.http.policy import default_limits, idempotent, login_required
 from taskapi.http.responses import json_response
 from taskapi.http.state import current_parts
-from taskapi.infra.logs import current_request_id
-from taskapi.infra.stores import JobRequest, StoreUnavailable
+from taskapi.infra.stores import JobView, StoreUnavailable
 
 bp = Blueprint("jobs", __name__)
 JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -60,14 +58,10 @@ class JobStatusOut(BaseModel):
 @request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
 @errors(400, 401, 403, 404, 409, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
 async def process_task(task_id: int) -> Response:
-    """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
-    viewer = current_viewer()
-    await tasks.get_task_for(await request_connection(), viewer, task_id)  # 404 / 403 first
-    job = JobRequest(JobName.PROCESS_TASK, task_id, viewer.id, current_request_id())
-    try:
-        job_id = await current_parts().queue.enqueue(job)
-    except StoreUnavailable:
-        raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
+    """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`.
+    The job is in the outbox once this answers: it runs even if the queue is down now."""
+    async with request_unit() as unit:
+        job_id = await tasks.queue_processing(unit, current_viewer(), task_id)
     return json_response(
         {
             "message": "Task processing has been queued.",
@@ -90,10 +84,23 @@ async def job_status(job_id: str) -> Response:
     viewer = current_viewer()
     if not JOB_ID.match(job_id):
         return json_response({"job_id": job_id, "status": "not_found", "result": None})
-    try:
-        view = await current_parts().queue.view(job_id)
-    except StoreUnavailable:
-        raise APIError(503, "The job queue is unavailable. Try again shortly.") from None
+    view = await _job_view(job_id)
     if view.status != "not_found" and not viewer.is_admin and view.requested_by != viewer.id:
         raise APIError(404, f"Job {job_id} not found.")
     return json_response({"job_id": job_id, "status": view.status, "result": view.result})
+
+
+async def _job_view(job_id: str) -> JobView:
+    """The queue's view of a job; `queued` while it still waits in the outbox."""
+    try:
+        view = await current_parts().queue.view(job_id)
+    except StoreUnavailable:
+        view = None
+    if view is not None and view.status != "not_found":
+        return view
+    entry = await outbox.job_entry(await request_connection(), job_id)
+    if entry is not None and not entry.sent:
+        return JobView(job_id, "queued", None, entry.requested_by)
+    if view is None:
+        raise APIError(503, "The job queue is unavailable. Try again shortly.")
+    return view

@@ -1,17 +1,18 @@
-"""What follows a task write, decided here and nowhere else: the cached copies it makes stale
-and the jobs it queues. A unit of work (`taskapi.domain.work`) hands its changes to `apply`
-once it has committed, and never when it rolls back."""
+"""What follows a task write, decided here and nowhere else: the cached copies it makes stale,
+bumped once the write has committed, and the relay woken for the jobs it wrote into the outbox.
+A unit of work (`taskapi.domain.work`) hands its changes to `apply` once it has committed, and
+never when it rolls back."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from taskapi.domain.cache import CachePolicy
-from taskapi.domain.ports import JobName, Publisher
-from taskapi.infra.stores import JobRequest, StoreUnavailable
+from taskapi.domain.ports import Publisher
+from taskapi.infra.stores import StoreUnavailable
 
 log = logging.getLogger(__name__)
 Kind = Literal["created", "updated", "deleted", "processed", "account_deleted"]
@@ -28,12 +29,20 @@ class Change:
     request_id: str | None = None
 
 
-class TaskEffects:
-    """The consequences of writes, handed to the shared stores in one call."""
+def _nothing() -> None:
+    return None
 
-    def __init__(self, cache: CachePolicy, publisher: Publisher) -> None:
+
+class TaskEffects:
+    """The consequences of writes: their cache versions handed to the shared stores in one
+    call, and `wake` (the relay of this process, if it runs one) told of new outbox entries."""
+
+    def __init__(
+        self, cache: CachePolicy, publisher: Publisher, wake: Callable[[], None] = _nothing
+    ) -> None:
         self.cache = cache
         self.publisher = publisher
+        self.wake = wake
 
     def versions(self, change: Change) -> list[str]:
         """The cache versions a change makes stale: a task's detail, its owner's lists and the
@@ -42,35 +51,20 @@ class TaskEffects:
             return self.cache.owner_versions(change.owner_id)
         return self.cache.task_versions(change.task_id, change.owner_id)
 
-    @staticmethod
-    def jobs(change: Change) -> list[JobRequest]:
-        """The jobs a change queues: the confirmation e-mail of a created task."""
-        if change.kind != "created" or change.task_id is None:
-            return []
-        email = JobName.SEND_TASK_CREATED_EMAIL
-        return [JobRequest(email, change.task_id, change.requested_by, change.request_id)]
-
-    async def apply(self, changes: Sequence[Change]) -> None:
-        """After the changes committed: one hand-over of their stale versions and their jobs.
-        Never raises: the writes have succeeded; what fails is logged."""
+    async def apply(self, changes: Sequence[Change], *, intents: bool = False) -> list[str]:
+        """After the changes committed: one hand-over of their stale versions; the relay woken
+        when the unit wrote outbox entries. The versions it could not bump (for the unit to
+        write into the outbox); never raises: the writes have succeeded."""
+        if intents:
+            self.wake()
         versions = list(dict.fromkeys(v for change in changes for v in self.versions(change)))
-        jobs = [job for change in changes for job in self.jobs(change)]
-        if not versions and not jobs:
-            return
+        if not versions:
+            return []
         try:
-            await self.publisher.publish(versions, jobs)
-        except Exception as error:  # the request has succeeded; the jobs or the bumps are lost
-            if not jobs and isinstance(error, StoreUnavailable):
-                return  # the store's outage is logged once, by the store
-            for job in jobs:
-                log.error(
-                    "could not enqueue %s for task %s: %s: %s",
-                    job.function,
-                    job.task_id,
-                    type(error).__name__,
-                    error,
-                )
-            if not jobs:
-                log.error(
-                    "cache versions %s not bumped: %s: %s", versions, type(error).__name__, error
-                )
+            await self.publisher.publish(versions)
+        except StoreUnavailable:
+            return versions  # the store's outage is logged once, by the store
+        except Exception as error:
+            log.error("cache versions %s not bumped: %s: %s", versions, type(error).__name__, error)
+            return versions
+        return []

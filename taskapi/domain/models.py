@@ -1,4 +1,4 @@
-"""The two tables: users and their tasks."""
+"""The tables: users, their tasks, and the outbox of the jobs their writes call for."""
 
 from __future__ import annotations
 
@@ -78,6 +78,30 @@ class Task(Base):
         {"sqlite_autoincrement": True},  # never reuse an id (PostgreSQL never does)
     )
 
+
+class OutboxEntry(Base):
+    """A job a committed write calls for, written in the write's own atomic unit; the relay
+    moves it into the queue (under its id, as the job's id) and marks it sent."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the job's id
+    job: Mapped[str] = mapped_column(String(64))  # the job function's name
+    args: Mapped[str] = mapped_column(Text)  # the job's arguments, a JSON object
+    requested_by: Mapped[int] = mapped_column(Integer)  # who may read the job's status
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), server_default=utcnow())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# The relay's query: the oldest pending entries first.
+Index(
+    "ix_outbox_pending",
+    OutboxEntry.created_at,
+    postgresql_where=OutboxEntry.sent_at.is_(None),
+    sqlite_where=OutboxEntry.sent_at.is_(None),
+)
 
 # The list query's indexes: a user's tasks newest first, with and without the status filter.
 Index("ix_tasks_owner_created", Task.owner_id, Task.created_at.desc(), Task.id.desc())

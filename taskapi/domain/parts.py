@@ -18,6 +18,7 @@ from taskapi.domain.ports import (
     Revocations,
     SharedHealth,
 )
+from taskapi.domain.relay import Relay
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.passwords import PasswordHasher
@@ -40,6 +41,7 @@ class Parts:
     cache: CachePolicy
     effects: TaskEffects
     roles: RoleCache
+    relay: Relay | None = None  # the outbox's relay, when this process runs one
     # what opens before the process serves and closes after, in order (closed in reverse)
     opening: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
     closing: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)

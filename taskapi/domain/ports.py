@@ -61,9 +61,10 @@ class IdempotencyStore(Protocol):
 
 
 class Publisher(Protocol):
-    """What a committed write hands over: cache versions to bump and jobs to queue."""
+    """What a committed write hands over to the shared stores: the cache versions it makes
+    stale."""
 
-    async def publish(self, versions: Sequence[str], jobs: Sequence[JobRequest]) -> None: ...
+    async def publish(self, versions: Sequence[str]) -> None: ...
 
 
 class LoginFailures(Protocol):
@@ -79,8 +80,9 @@ class LoginFailures(Protocol):
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, job: JobRequest) -> str:
-        """Queue the job; its id."""
+    async def hand_over(self, jobs: Sequence[JobRequest]) -> None:
+        """Queue the jobs under their ids, together; a job whose id the queue already has (a
+        relay that retries a hand-over) is not queued again."""
         ...
 
     async def view(self, job_id: str) -> JobView: ...

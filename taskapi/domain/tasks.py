@@ -15,7 +15,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    insert,
     literal,
     select,
     true,
@@ -25,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taskapi.domain import outbox
 from taskapi.domain.effects import Change, Kind
 from taskapi.domain.models import Task
 from taskapi.domain.pagination import Cursor
@@ -39,8 +39,6 @@ from taskapi.infra.logs import current_request_id
 TASKS = Task.__table__
 TaskRow = Row[Any]
 NEWEST_FIRST = (TASKS.c.created_at.desc(), TASKS.c.id.desc())
-# Built once; the values come with each execution (no statement to build and key per request).
-INSERT_RETURNING = insert(TASKS).returning(TASKS)
 PROCESSED_MARK = " [Processed]"
 _PROCESSED_DESCRIPTION = case(
     (TASKS.c.description.endswith(PROCESSED_MARK, autoescape=True), TASKS.c.description),
@@ -154,20 +152,37 @@ async def get_task_for(connection: AsyncConnection, viewer: Viewer, task_id: int
 
 
 async def create_task(unit: UnitOfWork, viewer: Viewer, fields: dict[str, Any]) -> TaskRow:
-    """Insert the caller's task; 401 when the caller's account is gone (deleted while this
-    process still reused its role: the owner's foreign key refuses the row)."""
+    """Insert the caller's task and, in the same atomic unit, its confirmation e-mail's outbox
+    entry; 401 when the caller's account is gone (deleted while this process still reused its
+    role: the owner's foreign key refuses the row)."""
+    values = {**fields, "owner_id": viewer.id}
+    if unit.single_statement and not outbox.writes_in_one_statement(unit.connection):
+        raise RuntimeError("this database writes a task and its intent in a transaction")
     try:
-        task: TaskRow | None = (
-            await unit.connection.execute(INSERT_RETURNING, {**fields, "owner_id": viewer.id})
-        ).first()
+        task: TaskRow | None = await outbox.insert_task_with_intent(
+            unit.connection, values, current_request_id()
+        )
     except IntegrityError as error:
         if not is_foreign_key_violation(error):  # owner_id is the table's one foreign key
             raise
         raise APIError(401, "The token's user no longer exists.", code="token_invalid") from None
     if task is None:
         raise RuntimeError("INSERT ... RETURNING returned no row")
+    unit.intents = True
     _changed(unit, "created", task.id, task.owner_id, viewer.id)
     return task
+
+
+async def queue_processing(unit: UnitOfWork, viewer: Viewer, task_id: int) -> str:
+    """The processing job's outbox entry for a task the viewer may see (404 or 403 otherwise),
+    in one statement; its id, the job's."""
+    job_id = await outbox.insert_processing_intent(
+        unit.connection, task_id, viewer.id, current_request_id(), _visible_to(viewer)
+    )
+    if job_id is None:
+        raise await _missing_or_forbidden(unit.connection, task_id)
+    unit.intents = True
+    return job_id
 
 
 async def update_task(

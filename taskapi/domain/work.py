@@ -1,5 +1,6 @@
-"""Units of work: a write's connection and the changes it made. The changes go to the effects
-when the unit commits, and are dropped when it rolls back.
+"""Units of work: a write's connection, the changes it made and whether it wrote outbox
+entries. The changes go to the effects when the unit commits, and are dropped when it rolls
+back; cache versions the effects could not bump go into the outbox, for the relay.
 
 Two kinds: `single_statement` on an autocommit connection, for a write that is one statement
 (it has committed when the statement returns, so the unit then only hands the change over),
@@ -8,12 +9,16 @@ and `transaction`, for several statements that commit together."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taskapi.domain import outbox
 from taskapi.domain.effects import Change, TaskEffects
-from taskapi.infra.db import Database
+from taskapi.infra.db import Database, explicit_transaction
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -21,12 +26,25 @@ class UnitOfWork:
         self.connection = connection
         self.single_statement = single_statement
         self.changes: list[Change] = []
+        self.intents = False  # an outbox entry was written
 
     def changed(self, change: Change) -> None:
         """Record a change made in this unit (the service calls it after its statement)."""
         if self.single_statement and self.changes:
             raise RuntimeError("a single-statement unit of work holds one write")
         self.changes.append(change)
+
+
+async def _keep_for_the_relay(
+    connection: AsyncConnection, effects: TaskEffects, unbumped: list[str]
+) -> None:
+    """Cache versions the effects could not bump, into the outbox (the relay bumps them)."""
+    try:
+        await outbox.insert_cache_versions(connection, unbumped)
+    except Exception as error:  # the database is gone too: the entries expire by their TTL
+        log.error("cache versions %s not kept: %s: %s", unbumped, type(error).__name__, error)
+        return
+    effects.wake()
 
 
 @contextlib.asynccontextmanager
@@ -40,7 +58,24 @@ async def single_statement(
     try:
         yield unit
     finally:
-        await effects.apply(unit.changes)
+        unbumped = await effects.apply(unit.changes, intents=unit.intents)
+        if unbumped:
+            await _keep_for_the_relay(connection, effects, unbumped)
+
+
+@contextlib.asynccontextmanager
+async def transaction_on(
+    connection: AsyncConnection, effects: TaskEffects
+) -> AsyncIterator[UnitOfWork]:
+    """A unit in one transaction on an autocommit `connection` (its own BEGIN and COMMIT, so a
+    request needs no second connection): committed when the block ends, and then its changes
+    are handed to `effects`; rolled back (and its changes dropped) when the block raises."""
+    async with explicit_transaction(connection):
+        unit = UnitOfWork(connection, single_statement=False)
+        yield unit
+    unbumped = await effects.apply(unit.changes, intents=unit.intents)
+    if unbumped:
+        await _keep_for_the_relay(connection, effects, unbumped)
 
 
 @contextlib.asynccontextmanager
@@ -50,4 +85,7 @@ async def transaction(database: Database, effects: TaskEffects) -> AsyncIterator
     async with database.transaction() as connection:
         unit = UnitOfWork(connection, single_statement=False)
         yield unit
-    await effects.apply(unit.changes)
+    unbumped = await effects.apply(unit.changes, intents=unit.intents)
+    if unbumped:
+        async with database.connection() as autocommit:
+            await _keep_for_the_relay(autocommit, effects, unbumped)

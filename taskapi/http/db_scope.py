@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from quart import g
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskapi.domain import work
+from taskapi.domain import outbox, work
 from taskapi.http.state import current_parts
 
 
@@ -24,11 +24,17 @@ async def request_connection() -> AsyncConnection:
 
 
 @contextlib.asynccontextmanager
-async def request_unit() -> AsyncIterator[work.UnitOfWork]:
+async def request_unit(*, with_intents: bool = False) -> AsyncIterator[work.UnitOfWork]:
     """The unit of work of the request's write: one statement on the request's connection,
-    its effects handed over once it has committed."""
+    its effects handed over once it has committed. `with_intents`: a write that also writes
+    outbox entries, which SQLite (no INSERT inside WITH) does in a transaction."""
+    parts = current_parts()
     connection = await request_connection()
-    async with work.single_statement(connection, current_parts().effects) as unit:
+    if with_intents and not outbox.writes_in_one_statement(connection):
+        async with work.transaction_on(connection, parts.effects) as unit:
+            yield unit
+        return
+    async with work.single_statement(connection, parts.effects) as unit:
         yield unit
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, MetaData, Table, event
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+from sqlalchemy import DateTime, MetaData, Table, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -23,6 +27,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from taskapi.settings import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -166,6 +172,20 @@ def is_foreign_key_violation(error: IntegrityError) -> bool:
     )
 
 
+@contextlib.asynccontextmanager
+async def explicit_transaction(connection: AsyncConnection) -> AsyncIterator[None]:
+    """A transaction on an autocommit connection, by its own statements (SQLite: BEGIN
+    IMMEDIATE takes the write lock at once, so two writers never deadlock upgrading theirs)."""
+    begin = "BEGIN IMMEDIATE" if connection.dialect.name == "sqlite" else "BEGIN"
+    await connection.exec_driver_sql(begin)
+    try:
+        yield
+    except BaseException:
+        await connection.exec_driver_sql("ROLLBACK")
+        raise
+    await connection.exec_driver_sql("COMMIT")
+
+
 def ensure_sqlite_directory(url: str) -> None:
     path = url.split(":///", 1)[-1].split("?", 1)[0]
     if path and path != ":memory:":
@@ -197,6 +217,28 @@ class Database:
         if self._autocommit is None:
             raise RuntimeError("the database is not connected (before_serving has not run)")
         return self._autocommit.connect()
+
+    @contextlib.asynccontextmanager
+    async def listening(self, channel: str, callback: Callable[[], None]) -> AsyncIterator[None]:
+        """Call `callback` on each NOTIFY of `channel` while the block runs (PostgreSQL; on a
+        dedicated connection). Elsewhere, or when listening fails (e.g. behind a PgBouncer in
+        transaction mode), nothing is called: the caller polls."""
+        if self.settings.is_sqlite:
+            yield
+            return
+        connection: Any = None  # an asyncpg.Connection
+        try:
+            # its own connection, outside the pool: it stays open as long as the listener
+            dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+            connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+            await connection.add_listener(channel, lambda *_: callback())
+        except Exception as error:
+            log.warning("not listening on %s (polling instead): %s", channel, error)
+        try:
+            yield
+        finally:
+            if connection is not None:
+                connection.terminate()
 
     async def connect(self) -> None:
         if self._engine is None:

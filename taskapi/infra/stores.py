@@ -167,12 +167,14 @@ class LoginCharge:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobRequest:
-    """A job to run: the job function's name and its arguments."""
+    """A job to run, under its id (its outbox entry's): the job function's name and its
+    arguments."""
 
     function: str
     task_id: int
     requested_by: int
-    request_id: str | None = None
+    request_id: str | None
+    job_id: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     job_completion_wait_seconds: int = Field(30, ge=0)
     job_retry_base_seconds: int = Field(2, ge=0)
     worker_health_check_seconds: int = Field(60, ge=1)
+    # The outbox's relay: how often it looks without a wake-up, how long sent entries stay, and
+    # how old the oldest pending entry may get before /health/ready answers 503.
+    outbox_poll_seconds: float = Field(1.0, gt=0, le=60)
+    outbox_retention_seconds: int = Field(86400, ge=0)
+    outbox_max_lag_seconds: int = Field(300, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

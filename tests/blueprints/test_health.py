@@ -138,5 +138,5 @@ async def test_a_failure_shows_within_about_a_second(make_apps, redis_server, fr
 
     await until(failing, "/health/ready to report Redis down", READY_CACHE_SECONDS + 4)
     answer = await (await client.get("/health/ready")).get_json()
-    assert answer["checks"] == {"database": "ok", "redis": "error"}
+    assert answer["checks"] == {"database": "ok", "redis": "error", "outbox": "ok"}
     assert time.monotonic() - stopped < READY_CACHE_SECONDS + 4

@@ -352,7 +352,11 @@ def _run_a_flow_with_a_job(port: int) -> None:
     job_path = "/api/tasks/process/status/" + queued["job_id"]
     poll(lambda: call("GET", job_path, None, token)[1]["status"] == "complete", "the job", 30)
     assert call("GET", f"/api/tasks/{task_id}", None, token)[1]["data"]["status"] == "completed"
-    assert call("GET", "/health/ready")[1]["checks"] == {"database": "ok", "redis": "ok"}
+    assert call("GET", "/health/ready")[1]["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "outbox": "ok",
+    }
     assert call("POST", "/auth/logout", None, token)[0] == 204
 
 

@@ -32,9 +32,9 @@ async def _updated_at(connection, task_id: int) -> dt.datetime:
 async def test_a_write_with_the_clock_behind_the_stored_time_still_moves_it(app, make_account):
     account = await make_account()
     state = state_of(app)
+    async with work.transaction(state.db, state.effects) as unit:  # the task and its e-mail
+        task = await create_task(unit, _viewer(account.id), {"title": "t"})
     async with state.db.connection() as connection:
-        async with work.single_statement(connection, state.effects) as unit:
-            task = await create_task(unit, _viewer(account.id), {"title": "t"})
         await connection.execute(
             update(TASKS).where(TASKS.c.id == task.id).values(updated_at=AHEAD)
         )

@@ -53,7 +53,11 @@ async def test_readiness_is_503_when_the_database_is_unreachable(settings):
         liveness = await app.test_client().get("/health")
     assert response.status_code == 503
     body = await response.get_json()
-    assert body == {"status": "error", "checks": {"database": "error", "redis": "disabled"}}
+    assert body == {
+        "status": "error",
+        "checks": {"database": "error", "redis": "disabled", "outbox": "error"},
+        "outbox": {"pending": None, "oldest_seconds": None},
+    }
     assert liveness.status_code == 200
 
 
@@ -74,5 +78,6 @@ async def test_readiness_is_200_with_a_database(client):
     assert response.status_code == 200
     assert await response.get_json() == {
         "status": "ok",
-        "checks": {"database": "ok", "redis": "disabled"},
+        "checks": {"database": "ok", "redis": "disabled", "outbox": "ok"},
+        "outbox": {"pending": 0, "oldest_seconds": 0.0},
     }

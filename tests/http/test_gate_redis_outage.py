@@ -38,7 +38,11 @@ async def test_outage_with_the_default_policies_then_recovery(make_apps, redis_s
     assert (await client.get("/health")).status_code == 200
     ready = await client.get("/health/ready")
     assert ready.status_code == 503
-    assert (await ready.get_json())["checks"] == {"database": "ok", "redis": "error"}
+    assert (await ready.get_json())["checks"] == {
+        "database": "ok",
+        "redis": "error",
+        "outbox": "ok",
+    }
     for _ in range(20):
         # revocation cannot be checked: protected routes fail closed, as JSON, never 500
         refused = await client.get(url, headers=account.headers)

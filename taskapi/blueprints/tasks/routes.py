@@ -105,7 +105,7 @@ async def list_tasks(query: TaskListQuery) -> Response:
 @errors(400, 401, 409, 413, 415, 422, 429, 503, texts=IDEMPOTENT_CREATE_ERRORS)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
-    async with request_unit() as unit:
+    async with request_unit(with_intents=True) as unit:
         task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
     return _task_response(task, 201, {"Location": location})

@@ -7,8 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from taskapi.infra.stores import JobRequest, JobView, RetryLater
@@ -57,16 +56,18 @@ class InProcessQueue:
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def enqueue(self, job: JobRequest) -> str:
-        if job.function not in self.functions:
-            raise ValueError(f"no job function {job.function!r}")
-        job_id = uuid.uuid4().hex
+    async def hand_over(self, jobs: Sequence[JobRequest]) -> None:
+        """Start each job on this loop, unless a job of its id is known."""
         self._forget_old()
-        self._records[job_id] = _Record(job)
-        running = asyncio.get_running_loop().create_task(self._run(job_id))
-        self._running.add(running)
-        running.add_done_callback(self._running.discard)
-        return job_id
+        for job in jobs:
+            if job.function not in self.functions:
+                raise ValueError(f"no job function {job.function!r}")
+            if job.job_id in self._records:
+                continue
+            self._records[job.job_id] = _Record(job)
+            running = asyncio.get_running_loop().create_task(self._run(job.job_id))
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
 
     async def view(self, job_id: str) -> JobView:
         record = self._records.get(job_id)
@@ -88,13 +89,15 @@ class InProcessQueue:
             except RetryLater as retry:
                 await asyncio.sleep(retry.delay)
                 continue
-            except Exception:
+            except Exception as error:
                 log.exception("job %s (%s) failed", job_id, job.function)
+                record.result = {"error": type(error).__name__}
                 break
             record.status, record.result = "complete", result
             break
         else:
             log.error("job %s (%s) gave up after %s tries", job_id, job.function, attempt)
+            record.result = {"error": "RetryLater"}
         if record.status != "complete":
             record.status = "failed"
         record.finished_at = time.monotonic()

@@ -1,4 +1,4 @@
-"""Revocations, cached answers, the gate's step and a write's hand-over, in this process."""
+"""Revocations, cached answers, the gate's step and a write's cache versions, in this process."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from aiocache.serializers import NullSerializer
 
 from taskapi.infra.memory.gcra import MemoryGcra
 from taskapi.infra.memory.idempotency import MemoryIdempotency
-from taskapi.infra.memory.queue import InProcessQueue
 from taskapi.infra.stores import (
     CacheSlot,
     Entry,
     GateAnswer,
     GateQuery,
-    JobRequest,
     Lookup,
 )
 
@@ -103,16 +101,13 @@ class MemoryGatekeeper:
 
 
 class MemoryPublisher:
-    """A committed write's effects: the versions bumped, the jobs started on this loop."""
+    """A committed write's cache versions, bumped."""
 
-    def __init__(self, answers: MemoryAnswers, queue: InProcessQueue) -> None:
+    def __init__(self, answers: MemoryAnswers) -> None:
         self.answers = answers
-        self.queue = queue
 
-    async def publish(self, versions: Sequence[str], jobs: Sequence[JobRequest]) -> None:
+    async def publish(self, versions: Sequence[str]) -> None:
         self.answers.bump(versions)
-        for job in jobs:
-            await self.queue.enqueue(job)
 
 
 class MemoryHealth:

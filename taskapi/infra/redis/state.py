@@ -11,8 +11,7 @@ from aiocache import RedisCache
 from aiocache.serializers import BaseSerializer
 
 from taskapi.infra.redis.pool import RedisPool
-from taskapi.infra.redis.queue import queue_job
-from taskapi.infra.stores import Entry, JobRequest
+from taskapi.infra.stores import Entry
 
 log = logging.getLogger(__name__)
 REVOKED_PREFIX = b"taskapi:revoked:"
@@ -75,28 +74,19 @@ class RedisAnswers:
 
 
 class RedisPublisher:
-    """A committed write's effects in one round trip: the versions' INCRs and the jobs, in one
-    MULTI/EXEC."""
+    """A committed write's cache versions, bumped in one round trip (one MULTI/EXEC)."""
 
     def __init__(self, pool: RedisPool) -> None:
         self.pool = pool
 
-    async def publish(self, versions: Sequence[str], jobs: Sequence[JobRequest]) -> None:
+    async def publish(self, versions: Sequence[str]) -> None:
         client = self.pool.client
 
         async def write() -> None:
             async with client.pipeline(transaction=True) as pipe:
-                job_ids = [queue_job(pipe, job) for job in jobs]
                 for name in versions:
                     pipe.incr(cache_key(name))
-                replies = await pipe.execute(raise_on_error=False)
-            # a command that fails inside EXEC does not stop the others: each job's own two
-            # decide whether it was queued (a bump's failure costs a stale cache entry)
-            for reply in replies[: 2 * len(jobs)]:
-                if isinstance(reply, Exception):
-                    raise reply
-            if any(isinstance(reply, Exception) for reply in replies[2 * len(jobs) :]):
-                log.warning("cache versions not bumped with jobs %s", job_ids)
+                await pipe.execute()
 
         await self.pool.guarded("publish", write)
 
