@@ -261,6 +261,9 @@ def _users_columns_and_ids(url: str) -> tuple[set[str], bool | None]:
     return asyncio.run(go())
 
 
+HEAD = "0006"
+
+
 def _revision(url: str) -> str:
     return _run_sql(url, "SELECT version_num FROM alembic_version")[0][0]
 
@@ -314,7 +317,7 @@ def test_upgrade_stops_on_accounts_whose_canonical_forms_collide(fresh_database_
     ]
     _run_sql(fresh_database_url, "DELETE FROM users WHERE id = 2")
     command.upgrade(config, "head")
-    assert _revision(fresh_database_url) == "0005"
+    assert _revision(fresh_database_url) == HEAD
 
 
 def test_downgrade_from_0005_restores_0004_and_keeps_the_rows(fresh_database_url):
@@ -339,7 +342,7 @@ def test_downgrade_stops_exactly_when_lower_would_fold_two_accounts_together(fre
     """`İnfo@x.org` and `info@x.org` are distinct canonically; PostgreSQL's lower() (in this
     suite's C.UTF-8 database) folds `İ` to `i`, SQLite's folds ASCII only."""
     config = alembic_config(make_settings(fresh_database_url))
-    command.upgrade(config, "head")
+    command.upgrade(config, "0005")
     rows = [(1, "eve", "İnfo@x.org"), (2, "mallory", "info@x.org")]
     _insert_users(fresh_database_url, rows, canonical_columns=True)
     [(folds,)] = _run_sql(fresh_database_url, "SELECT lower('İnfo@x.org') = 'info@x.org'")
@@ -355,3 +358,56 @@ def test_downgrade_stops_exactly_when_lower_would_fold_two_accounts_together(fre
         command.downgrade(config, "0004")
         assert _revision(fresh_database_url) == "0004"
     assert _run_sql(fresh_database_url, "SELECT id, username, email FROM users ORDER BY id") == rows
+
+
+# --- 0006: task versions -----------------------------------------------------------------------
+
+
+def _tasks_table(url: str) -> tuple[set[str], bool | None]:
+    """The tasks table's column names, and on SQLite whether its ids are AUTOINCREMENT."""
+
+    async def go() -> tuple[set[str], bool | None]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+
+                def look(sync_connection) -> tuple[set[str], bool | None]:
+                    columns = {c["name"] for c in inspect(sync_connection).get_columns("tasks")}
+                    if sync_connection.dialect.name != "sqlite":
+                        return columns, None
+                    query = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'"
+                    return columns, "AUTOINCREMENT" in sync_connection.execute(text(query)).scalar()
+
+                return await connection.run_sync(look)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_0006_starts_existing_tasks_at_version_1_and_downgrades_keeping_them(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0005")
+    names, (columns, autoincrement) = (
+        _schema_names(fresh_database_url),
+        _tasks_table(fresh_database_url),
+    )
+    _insert_users(fresh_database_url, [(1, "u", "u@example.com")], canonical_columns=True)
+    _run_sql(fresh_database_url, "INSERT INTO tasks (title, owner_id) VALUES ('old', 1)")
+
+    command.upgrade(config, "0006")
+
+    assert _run_sql(fresh_database_url, "SELECT title, version FROM tasks") == [("old", 1)]
+    _run_sql(fresh_database_url, "INSERT INTO tasks (title, owner_id) VALUES ('new', 1)")
+    assert _run_sql(fresh_database_url, "SELECT version FROM tasks WHERE title = 'new'") == [(1,)]
+    assert _schema_names(fresh_database_url) == names
+    assert _tasks_table(fresh_database_url) == (columns | {"version"}, autoincrement)
+
+    command.downgrade(config, "0005")
+
+    assert _tasks_table(fresh_database_url) == (columns, autoincrement)
+    assert _schema_names(fresh_database_url) == names
+    assert _run_sql(fresh_database_url, "SELECT title FROM tasks ORDER BY id") == [
+        ("old",),
+        ("new",),
+    ]

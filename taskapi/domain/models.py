@@ -67,6 +67,11 @@ class Task(Base):
         UTCDateTime(), server_default=utcnow(), onupdate=utcnow_after(column("updated_at"))
     )
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # the task's version (its ETag's validator): every UPDATE of a task adds one, in the
+    # statement that writes, whichever statement it is (service, jobs)
+    version: Mapped[int] = mapped_column(
+        Integer, server_default="1", onupdate=column("version") + 1
+    )
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'completed')", name="status"),

@@ -1,9 +1,10 @@
-"""Task reads and writes, the one path by which tasks change: one statement each, ownership in
-its WHERE clause (`_visible_to`), the change recorded in the write's unit of work (which hands
-it to the effects once it has committed)."""
+"""Task reads and writes, the one path by which tasks change: one statement each, ownership and
+the write's precondition in its WHERE clause (`_visible_to`, `_meets`), the change recorded in
+the write's unit of work (which hands it to the effects once it has committed)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Row,
     case,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -46,6 +48,34 @@ _PROCESSED_DESCRIPTION = case(
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Precondition:
+    """What a write requires of the task's current version (RFC 9110 If-Match): one of
+    `versions`, or any version when `versions` is None (`If-Match: *`). `missing`: the caller
+    sent no precondition where one is required (428), so no version can meet it."""
+
+    versions: frozenset[int] | None
+    missing: bool = False
+
+
+ANY_VERSION = Precondition(None)
+REQUIRED_BUT_MISSING = Precondition(frozenset(), missing=True)
+
+
+def etag(task_id: int, version: int) -> str:
+    """The strong entity tag of a task at a version (RFC 9110 §8.8.3): `"<id>.<version>"`."""
+    return f'"{task_id}.{version}"'
+
+
+def _meets(precondition: Precondition | None) -> ColumnElement[bool]:
+    """The precondition as a condition of the statement that writes (so it holds at the write)."""
+    if precondition is None or precondition.versions is None:
+        return true()
+    if not precondition.versions:
+        return false()
+    return TASKS.c.version.in_(sorted(precondition.versions))
+
+
 def _changed(unit: UnitOfWork, kind: Kind, task_id: int, owner_id: int, requested_by: int) -> None:
     """Record a write in its unit, after its statement."""
     unit.changed(Change(kind, task_id, owner_id, requested_by, current_request_id()))
@@ -56,12 +86,40 @@ def _visible_to(viewer: Viewer) -> ColumnElement[bool]:
     return true() if viewer.is_admin else TASKS.c.owner_id == viewer.id
 
 
-async def _missing_or_forbidden(connection: AsyncConnection, task_id: int) -> APIError:
-    """After a scoped statement found nothing: 404 when the task does not exist, else 403."""
-    exists = await connection.scalar(select(TASKS.c.id).where(TASKS.c.id == task_id))
-    if exists is None:
+async def _missing_or_forbidden(
+    connection: AsyncConnection,
+    task_id: int,
+    viewer: Viewer | None = None,
+    precondition: Precondition | None = None,
+) -> APIError:
+    """After a scoped statement found nothing: 404 when the task does not exist, 403 when it is
+    not the viewer's; else its precondition failed: 428 when missing, 412 (with the task's
+    current ETag) when the version has moved on. Preconditions come last (RFC 9110 §13.2.1:
+    they are evaluated only where the unconditional request would have succeeded)."""
+    row = (
+        await connection.execute(
+            select(TASKS.c.owner_id, TASKS.c.version).where(TASKS.c.id == task_id)
+        )
+    ).first()
+    if row is None:
         return APIError(404, f"Task with ID {task_id} not found")
-    return APIError(403, "You are not allowed to access this task.")
+    visible = viewer is not None and (viewer.is_admin or row.owner_id == viewer.id)
+    if not visible or precondition is None:
+        return APIError(403, "You are not allowed to access this task.")
+    current = {"ETag": etag(task_id, row.version)}
+    if precondition.missing:
+        return APIError(
+            428,
+            "This write must be conditional: send If-Match with the task's ETag.",
+            code="precondition_required",
+            headers=current,
+        )
+    return APIError(
+        412,
+        "The task has changed since that ETag: read it again, then retry with its new ETag.",
+        code="precondition_failed",
+        headers=current,
+    )
 
 
 async def list_tasks(
@@ -113,28 +171,38 @@ async def create_task(unit: UnitOfWork, viewer: Viewer, fields: dict[str, Any]) 
 
 
 async def update_task(
-    unit: UnitOfWork, viewer: Viewer, task_id: int, changes: dict[str, Any]
+    unit: UnitOfWork,
+    viewer: Viewer,
+    task_id: int,
+    changes: dict[str, Any],
+    precondition: Precondition | None = None,
 ) -> TaskRow:
-    """Apply `changes` (PUT passes every writable field, PATCH only those sent)."""
+    """Apply `changes` (PUT passes every writable field, PATCH only those sent), if the task's
+    version meets the precondition; the version moves on by one."""
     statement = (
         update(TASKS)
-        .where(TASKS.c.id == task_id, _visible_to(viewer))
+        .where(TASKS.c.id == task_id, _visible_to(viewer), _meets(precondition))
         .values(**changes)
         .returning(TASKS)
     )
     task: TaskRow | None = (await unit.connection.execute(statement)).first()
     if task is None:
-        raise await _missing_or_forbidden(unit.connection, task_id)
+        raise await _missing_or_forbidden(unit.connection, task_id, viewer, precondition)
     _changed(unit, "updated", task.id, task.owner_id, viewer.id)
     return task
 
 
-async def delete_task(unit: UnitOfWork, viewer: Viewer, task_id: int) -> None:
-    owner_id = await unit.connection.scalar(
-        delete(TASKS).where(TASKS.c.id == task_id, _visible_to(viewer)).returning(TASKS.c.owner_id)
+async def delete_task(
+    unit: UnitOfWork, viewer: Viewer, task_id: int, precondition: Precondition | None = None
+) -> None:
+    statement = (
+        delete(TASKS)
+        .where(TASKS.c.id == task_id, _visible_to(viewer), _meets(precondition))
+        .returning(TASKS.c.owner_id)
     )
+    owner_id = await unit.connection.scalar(statement)
     if owner_id is None:
-        raise await _missing_or_forbidden(unit.connection, task_id)
+        raise await _missing_or_forbidden(unit.connection, task_id, viewer, precondition)
     _changed(unit, "deleted", task_id, owner_id, viewer.id)
 
 

@@ -29,6 +29,7 @@ from werkzeug.sansio.utils import get_host
 from taskapi.domain.limits import address_key
 from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
+from taskapi.http.conditional import if_none_match_hits, not_modified_headers
 from taskapi.http.gate import (
     EDGE_ADMISSION,
     Admission,
@@ -48,6 +49,7 @@ from taskapi.infra.stores import Entry
 
 _VARIABLE = re.compile(r"<(?:[a-zA-Z_][a-zA-Z0-9_]*:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 _WANTED = (b"authorization", b"host", b"x-request-id")
+_IF_NONE_MATCH = b"if-none-match"  # every line of it, joined
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,7 +159,11 @@ class CachedReads:
         if entry is None:
             await self.inner(_handing(scope, EdgeAdmission(request_id, admission)), receive, send)
             return
-        await _send_hit(send, entry, admission, request_id)
+        conditional = headers.get(_IF_NONE_MATCH)
+        not_modified = conditional is not None and if_none_match_hits(
+            conditional.decode("latin-1"), entry.headers.get("ETag")
+        )
+        await _send_hit(send, entry, admission, request_id, not_modified=not_modified)
 
     def _take(
         self, scope: HTTPScope
@@ -176,6 +182,9 @@ class CachedReads:
             lowered = name.lower()
             if lowered in _WANTED and lowered not in headers:
                 headers[lowered] = value
+            elif lowered == _IF_NONE_MATCH:
+                known = headers.get(lowered)
+                headers[lowered] = value if known is None else known + b", " + value
         authorization = headers.get(b"authorization")
         if authorization is None:
             return None
@@ -212,12 +221,21 @@ def _handing(scope: HTTPScope, handed: EdgeAdmission) -> HTTPScope:
 
 
 async def _send_hit(
-    send: ASGISendCallable, entry: Entry, admission: Admission, request_id: str
+    send: ASGISendCallable,
+    entry: Entry,
+    admission: Admission,
+    request_id: str,
+    *,
+    not_modified: bool,
 ) -> None:
-    """The cached answer with the headers the after-request step gives one: X-Cache, the
-    rate-limit figures, the request id, the security headers and `no-store`."""
-    headers = {name.lower(): (name, value) for name, value in entry.headers.items()}
-    headers["content-length"] = ("Content-Length", str(len(entry.body)))
+    """The cached answer (or, `not_modified`, the 304 standing for it) with the headers the
+    after-request step gives one: X-Cache, the rate-limit figures, the request id, the
+    security headers and `no-store`."""
+    status, body = (304, b"") if not_modified else (entry.status, entry.body)
+    kept = not_modified_headers(entry.headers) if not_modified else entry.headers
+    headers = {name.lower(): (name, value) for name, value in kept.items()}
+    if not not_modified:
+        headers["content-length"] = ("Content-Length", str(len(body)))
     headers["x-cache"] = ("X-Cache", "HIT")
     if admission.rate is not None:
         for name, value in rate_headers(admission.rate).items():
@@ -227,7 +245,5 @@ async def _send_hit(
         headers.setdefault(name.lower(), (name, value))
     headers[CREDENTIALED[0].lower()] = CREDENTIALED
     raw = [(key.encode(), value.encode()) for key, (_name, value) in headers.items()]
-    await send(
-        {"type": "http.response.start", "status": entry.status, "headers": raw, "trailers": False}
-    )
-    await send({"type": "http.response.body", "body": entry.body, "more_body": False})
+    await send({"type": "http.response.start", "status": status, "headers": raw, "trailers": False})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

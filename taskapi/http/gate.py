@@ -17,6 +17,7 @@ from taskapi.domain.limits import Decision, address_key, decide, limit_keys
 from taskapi.domain.parts import Parts
 from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
+from taskapi.http.conditional import as_not_modified, not_modified, read_not_modified
 from taskapi.http.db_scope import request_connection
 from taskapi.http.policy import Policy, policy_of
 from taskapi.http.proxies import client_ip
@@ -184,7 +185,10 @@ class Gate:
         entry = self.cached_answer(admission, slot, answer)
         if entry is None:
             return None
-        response = Response(entry.body, status=entry.status, headers=entry.headers)
+        if read_not_modified(entry.headers.get("ETag")):
+            response = not_modified(entry.headers)
+        else:
+            response = Response(entry.body, status=entry.status, headers=entry.headers)
         response.headers["X-Cache"] = "HIT"
         return response
 
@@ -269,12 +273,19 @@ class Gate:
 
     async def finish(self, response: Response) -> Response:
         """The one after-request step: rate-limit headers; a cached route's X-Cache, and its
-        fresh 200 answer stored; the request id and security headers."""
+        fresh 200 answer stored; a read's 200 made 304 by its If-None-Match; the request id
+        and security headers."""
         if request.method == "OPTIONS":
             options_as_204(response)
         admission: Admission | None = g.get("admission")
         if admission is not None:
             await self._add_rate_and_cache(admission, response)
+        if (
+            response.status_code == 200
+            and request.method in READS
+            and read_not_modified(response.headers.get("ETag"))
+        ):
+            as_not_modified(response)
         echo_request_id(response)
         add_security_headers(response)
         return response

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     cache_enabled: bool = True
     cache_list_ttl: int = Field(60, ge=1)
     cache_detail_ttl: int = Field(300, ge=1)
+    # Conditional writes: PUT/PATCH/DELETE of a task without If-Match answer 428.
+    require_if_match: bool = False
+    # How long the answer to a POST with an Idempotency-Key is replayed to retries of it.
+    idempotency_ttl_seconds: int = Field(86400, ge=1, le=30 * 86400)
+    # How long a POST's key stays claimed while its first request runs (retries meanwhile: 409).
+    idempotency_in_flight_seconds: int = Field(60, ge=1, le=3600)
     # How long a process may reuse a user's role (and existence) before asking the database.
     user_cache_seconds: float = Field(5.0, ge=0)
     # Background jobs (arq with Redis; in process without it) and their mail.

@@ -48,7 +48,9 @@ async def test_created_task_has_every_contract_field(client_as):
         "created_at",
         "updated_at",
         "owner_id",
+        "version",  # added by the conditional requests (a field more; the contract's all there)
     }
+    assert task["version"] == 1
     assert task["title"] == "Trim me"
     assert task["due_date"] == "2026-12-31"
     assert task["owner_id"] == api.account.id
@@ -70,7 +72,8 @@ UTC_ISOFORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
 
 def _documented(row) -> bytes:
     """A task as the API has always sent it, spelled out: these keys in this order, times as
-    `datetime.isoformat()` of the UTC instant (`+00:00`, not `Z`), the date as YYYY-MM-DD."""
+    `datetime.isoformat()` of the UTC instant (`+00:00`, not `Z`), the date as YYYY-MM-DD; the
+    version, last, since the conditional requests."""
     for stamp in (row.created_at, row.updated_at):
         assert UTC_ISOFORMAT.fullmatch(stamp.isoformat()), stamp
     due = f'"{row.due_date.isoformat()}"' if row.due_date else "null"
@@ -79,7 +82,7 @@ def _documented(row) -> bytes:
         f'"description":{json.dumps(row.description, ensure_ascii=False)},'
         f'"status":"{row.status}","due_date":{due},'
         f'"created_at":"{row.created_at.isoformat()}","updated_at":"{row.updated_at.isoformat()}",'
-        f'"owner_id":{row.owner_id}}}'
+        f'"owner_id":{row.owner_id},"version":{row.version}}}'
     ).encode()
 
 

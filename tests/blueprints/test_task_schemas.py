@@ -58,9 +58,10 @@ def test_task_out_writes_times_as_isoformat(stamp, text):
         created_at=stamp,
         updated_at=stamp,
         owner_id=2,
+        version=1,
     )
     assert task.model_dump_json() == (
         '{"id":1,"title":"t","description":null,"status":"pending","due_date":null,'
-        f'"created_at":"{text}","updated_at":"{text}","owner_id":2}}'
+        f'"created_at":"{text}","updated_at":"{text}","owner_id":2,"version":1}}'
     )
     assert task.model_dump()["created_at"] == stamp  # Python mode keeps the datetime

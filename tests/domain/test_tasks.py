@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import event
 
 from taskapi.domain import work
-from taskapi.domain.tasks import PROCESSED_MARK, create_task, list_tasks, process_task
+from taskapi.domain.tasks import (
+    ANY_VERSION,
+    PROCESSED_MARK,
+    create_task,
+    get_task_for,
+    list_tasks,
+    process_task,
+    update_task,
+)
 from taskapi.domain.viewer import Viewer
 from tests.conftest import state_of, tasks_sharing_one_created_at
 
@@ -112,3 +120,17 @@ def _limit_of(statement: str, parameters: list) -> object:
     assert found, statement
     numbered = re.match(r"\s*\$(\d+)", tail)
     return parameters[int(numbered.group(1)) - 1 if numbered else head.count("?")]
+
+
+async def test_every_write_of_a_task_moves_its_version_on_by_one(app, make_account):
+    """In the statement that writes: the service's updates and the processing job's."""
+    account = await make_account()
+    viewer = Viewer(account.id, "user")
+    state = state_of(app)
+    async with work.transaction(state.db, state.effects) as unit:
+        task = await create_task(unit, viewer, {"title": "t"})
+        updated = await update_task(unit, viewer, task.id, {"title": "u"})
+        await process_task(unit, task.id, account.id)
+        processed = await get_task_for(unit.connection, viewer, task.id)
+        again = await update_task(unit, viewer, task.id, {"status": "pending"}, ANY_VERSION)
+    assert [task.version, updated.version, processed.version, again.version] == [1, 2, 3, 4]

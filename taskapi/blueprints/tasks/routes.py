@@ -18,7 +18,9 @@ from taskapi.blueprints.tasks.schemas import (
     tasks_json,
 )
 from taskapi.domain import tasks
+from taskapi.domain.tasks import TaskRow
 from taskapi.errors import APIError
+from taskapi.http.conditional import weak_etag, write_precondition
 from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import empty_response, errors, response_headers
 from taskapi.http.gate import current_viewer
@@ -29,6 +31,14 @@ from taskapi.http.validation import json_body, query_args
 bp = Blueprint("tasks", __name__)
 
 TASK_ID = "/<task_id:task_id>"
+
+
+def _task_response(
+    task: TaskRow, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """One task, with its strong ETag."""
+    etag = {"ETag": tasks.etag(task.id, task.version)}
+    return success(encoded_json(task_json(task)), status, headers={**(headers or {}), **etag})
 
 
 @bp.get("/", strict_slashes=False)
@@ -57,11 +67,13 @@ async def list_tasks(query: TaskListQuery) -> Response:
         link["cursor"] = token
         next_url = url_for("tasks.list_tasks", _external=True) + "?" + urlencode(link)
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return success(
+    response = success(
         encoded_json(tasks_json(page)),
         meta={"count": len(page), "next_cursor": token},
         headers=headers,
     )
+    response.headers["ETag"] = weak_etag(await response.get_data(as_text=False))
+    return response
 
 
 @bp.post("/", strict_slashes=False)
@@ -77,7 +89,7 @@ async def create_task(data: TaskCreate) -> Response:
     async with request_unit() as unit:
         task = await tasks.create_task(unit, current_viewer(), data.model_dump())
     location = url_for("tasks.get_task", task_id=task.id, _external=True)
-    return success(encoded_json(task_json(task)), 201, headers={"Location": location})
+    return _task_response(task, 201, {"Location": location})
 
 
 @bp.get(TASK_ID)
@@ -91,7 +103,7 @@ async def create_task(data: TaskCreate) -> Response:
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
     task = await tasks.get_task_for(await request_connection(), current_viewer(), task_id)
-    return success(encoded_json(task_json(task)))
+    return _task_response(task)
 
 
 @bp.put(TASK_ID)
@@ -103,9 +115,12 @@ async def get_task(task_id: int) -> Response:
 @errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        task = await tasks.update_task(unit, current_viewer(), task_id, data.model_dump())
-    return success(encoded_json(task_json(task)))
+        task = await tasks.update_task(
+            unit, current_viewer(), task_id, data.model_dump(), precondition
+        )
+    return _task_response(task)
 
 
 @bp.patch(TASK_ID)
@@ -120,9 +135,10 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
     changes = data.changes()
     if not changes:
         raise APIError(400, "No fields provided for update in PATCH request.", code="empty_patch")
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        task = await tasks.update_task(unit, current_viewer(), task_id, changes)
-    return success(encoded_json(task_json(task)))
+        task = await tasks.update_task(unit, current_viewer(), task_id, changes, precondition)
+    return _task_response(task)
 
 
 @bp.delete(TASK_ID)
@@ -133,6 +149,7 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @errors(401, 403, 404, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
+    precondition = write_precondition(task_id)
     async with request_unit() as unit:
-        await tasks.delete_task(unit, current_viewer(), task_id)
+        await tasks.delete_task(unit, current_viewer(), task_id, precondition)
     return no_content()

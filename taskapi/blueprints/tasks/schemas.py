@@ -96,6 +96,7 @@ class TaskOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     owner_id: int
+    version: int = Field(description="Moves on by one with every change (the ETag's validator).")
 
 
 # Built once, at import. A row goes in as a dict of its columns: validating the Row itself
