@@ -130,7 +130,8 @@ def conflict_summary(result: dict) -> str:
         return f'  S5: no PATCH sent: {result["no_etag"]} answers had no ETag "<id>.<version>"'
     line = (
         f"  S5: {patches} PATCHes with If-Match, {failed} answered 412 "
-        f"({100 * failed / patches:.1f} %), {result['rereads']} re-reads (GET); "
+        f"({100 * failed / patches:.1f} %), {result['rereads']} re-reads after a 412 "
+        f"(+{result['first_reads']} first reads); "
         f"{(patches - failed) / result['seconds']:.0f} PATCH/s applied"
     )
     if result["no_etag"]:

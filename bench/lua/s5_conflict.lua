@@ -2,13 +2,13 @@
 -- re-reading a task after a 412. The connections of a thread share what they know: the newest
 -- ETag answered per task. Every task is read once first; a PATCH of a random task sends its
 -- known ETag; a 412 queues a GET of that task (once while queued), sent before any further
--- PATCH, and marks the task stale: no PATCH picks it until an answer for it arrives, and the
+-- PATCH, and marks the task stale: no PATCH picks it until a 2xx answer for it arrives; the
 -- GET's ETag (not the 412's) is what its next PATCH sends. Answers of a thread's connections
 -- interleave, so an answer is matched to its task by its ETag ("<id>.<version>").
 local B = dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
 -- Globals, so that done() (in wrk's main Lua state) can read each thread's with thread:get().
-patches, rereads, answers, failed, no_etag = 0, 0, 0, 0, 0
+patches, reads, rereads, answers, failed, no_etag = 0, 0, 0, 0, 0, 0
 
 local etag, version = {}, {} -- per task id: the newest ETag answered, and its version
 local queue, queued, head, tail = {}, {}, 1, 0 -- task ids to GET next: queue[head..tail]
@@ -22,13 +22,13 @@ local function enqueue(id)
   end
 end
 
-for i = 1, B.n do enqueue(B.ids[i]) end
+for i = 1, B.n do enqueue(B.ids[i]) end -- queue[1..B.n]: the first reads
 
 function request()
   if head <= tail then
     local id = queue[head]
+    if head <= B.n then reads = reads + 1 else rereads = rereads + 1 end
     queue[head], queued[id], head = nil, nil, head + 1
-    rereads = rereads + 1
     return B.get(id)
   end
   local id = B.ids[math.random(B.n)]
@@ -68,11 +68,12 @@ function setup(thread) threads[#threads + 1] = thread end
 
 -- PATCHes counts those sent; at most one request per connection is unanswered at the end.
 B.extra = function()
-  local t = { patches = 0, rereads = 0, answers = 0, failed = 0, no_etag = 0 }
+  local t = { patches = 0, reads = 0, rereads = 0, answers = 0, failed = 0, no_etag = 0 }
   for _, thread in ipairs(threads) do
     for k in pairs(t) do t[k] = t[k] + thread:get(k) end
   end
   return string.format(
-    ',"patches":%d,"rereads":%d,"answers":%d,"precondition_failed":%d,"no_etag":%d',
-    t.patches, t.rereads, t.answers, t.failed, t.no_etag), t.failed
+    ',"patches":%d,"first_reads":%d,"rereads":%d,"answers":%d,"precondition_failed":%d,'
+      .. '"no_etag":%d',
+    t.patches, t.reads, t.rereads, t.answers, t.failed, t.no_etag), t.failed
 end
