@@ -15,6 +15,7 @@ from taskapi.domain.parts import Parts
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.memory.gcra import MemoryGcra
+from taskapi.infra.memory.idempotency import MemoryIdempotency
 from taskapi.infra.memory.login_failures import MemoryLoginFailures
 from taskapi.infra.memory.queue import InProcessQueue
 from taskapi.infra.memory.state import (
@@ -26,6 +27,7 @@ from taskapi.infra.memory.state import (
 )
 from taskapi.infra.passwords import PasswordHasher
 from taskapi.infra.redis.gate import RedisGatekeeper
+from taskapi.infra.redis.idempotency import RedisIdempotency
 from taskapi.infra.redis.login_failures import RedisLoginFailures
 from taskapi.infra.redis.pool import RedisPool
 from taskapi.infra.redis.queue import ArqQueue
@@ -65,6 +67,7 @@ def _common(settings: Settings) -> dict[str, Any]:
 def _in_process(settings: Settings) -> Parts:
     common = _common(settings)
     revocations, gcra, answers = MemoryRevocations(), MemoryGcra(), MemoryAnswers()
+    idempotency = MemoryIdempotency()
     context: dict[str, JobResources] = {}
     queue = InProcessQueue(
         JOBS_BY_NAME,
@@ -76,9 +79,10 @@ def _in_process(settings: Settings) -> Parts:
     effects = TaskEffects(common["cache"], MemoryPublisher(answers, queue))
     parts = Parts(
         **common,
-        gatekeeper=MemoryGatekeeper(revocations, gcra, answers),
+        gatekeeper=MemoryGatekeeper(revocations, gcra, idempotency, answers),
         revocations=revocations,
         answers=answers,
+        idempotency=idempotency,
         login_failures=MemoryLoginFailures(_budgets(settings)),
         queue=queue,
         health=MemoryHealth(),
@@ -98,6 +102,7 @@ def _in_redis(settings: Settings) -> Parts:
         gatekeeper=RedisGatekeeper(pool),
         revocations=RedisRevocations(pool),
         answers=RedisAnswers(pool),
+        idempotency=RedisIdempotency(pool),
         login_failures=RedisLoginFailures(_budgets(settings), pool),
         queue=ArqQueue(pool),
         health=RedisHealth(pool),

@@ -27,6 +27,7 @@ from taskapi.domain.tasks import TASKS, create_task
 from taskapi.domain.viewer import Viewer
 from taskapi.http.tokens import VerifiedTokens, issue_tokens
 from taskapi.infra.db import Database
+from taskapi.infra.memory.idempotency import MemoryIdempotency
 from taskapi.infra.memory.login_failures import MemoryLoginFailures
 from taskapi.infra.memory.queue import InProcessQueue
 from taskapi.infra.memory.state import MemoryAnswers, MemoryGatekeeper, MemoryRevocations
@@ -195,10 +196,17 @@ async def empty_tables(app: Quart) -> None:
             await connection.execute(text("DELETE FROM users"))
         else:
             await connection.execute(text("TRUNCATE tasks, users RESTART IDENTITY CASCADE"))
-    for store in (state.answers, state.revocations, state.login_failures, state.gatekeeper):
+    stores = (
+        state.answers,
+        state.revocations,
+        state.login_failures,
+        state.idempotency,
+        state.gatekeeper,
+    )
+    for store in stores:
         if isinstance(store, MemoryAnswers):
             await store.clear()
-        elif isinstance(store, MemoryRevocations | MemoryLoginFailures):
+        elif isinstance(store, MemoryRevocations | MemoryLoginFailures | MemoryIdempotency):
             store.clear()
         elif isinstance(store, MemoryGatekeeper):
             store.gcra.clear()

@@ -243,3 +243,11 @@ def test_zxcvbn_rates_a_random_token_by_its_length_alone():
     assert zxcvbn("AcmeCorpTaskApiProductionKey2024!")["guesses_log10"] > rated + 3
     with pytest.raises(ValueError, match="exceeds max length"):
         zxcvbn("x" * 73)  # and it refuses more than 72 characters unless told otherwise
+
+
+def test_werkzeug_parse_etags_yields_none_for_an_empty_tag():
+    """`""` is a valid entity tag (RFC 9110 allows an empty opaque-tag); werkzeug stores None."""
+    from werkzeug.http import parse_etags
+
+    assert parse_etags('""').as_set() == {None}
+    assert parse_etags('"", "a"').as_set() == {None, "a"}

@@ -13,9 +13,15 @@ from taskapi.domain import tasks
 from taskapi.domain.ports import JobName
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
-from taskapi.http.docs import errors
+from taskapi.http.docs import (
+    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENT_ERRORS,
+    errors,
+    request_headers,
+    response_headers,
+)
 from taskapi.http.gate import current_viewer
-from taskapi.http.policy import default_limits, login_required
+from taskapi.http.policy import default_limits, idempotent, login_required
 from taskapi.http.responses import json_response
 from taskapi.http.state import current_parts
 from taskapi.infra.logs import current_request_id
@@ -45,8 +51,14 @@ class JobStatusOut(BaseModel):
 @default_limits
 @tag(["jobs"])
 @login_required
+@idempotent
 @document_response(ProcessAccepted, 202)
-@errors(401, 403, 404, 429, 503)
+@response_headers(
+    202,
+    Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
+)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
+@errors(400, 401, 403, 404, 409, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
 async def process_task(task_id: int) -> Response:
     """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`."""
     viewer = current_viewer()

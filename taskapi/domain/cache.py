@@ -14,6 +14,9 @@ from taskapi.infra.stores import CacheSlot
 from taskapi.settings import Settings
 
 Kind = Literal["list", "detail"]
+# The cached answers' format, in every entry's key: a process never serves another format's
+# entries (format 2: tasks carry their version, answers their ETag).
+FORMAT = 2
 
 
 class CachePolicy:
@@ -34,7 +37,7 @@ class CachePolicy:
             version_key = f"v:t:{task_id}"
         else:
             version_key = "v:all" if viewer.is_admin else f"v:o:{viewer.id}"
-        prefix = f"{kind}:{task_id or ''}:{scope}:"
+        prefix = f"{kind}{FORMAT}:{task_id or ''}:{scope}:"
         return CacheSlot(prefix, f":{origin}:{query}", version_key, self.ttl[kind])
 
     def task_versions(self, task_id: int, owner_id: int) -> list[str]:

@@ -12,6 +12,7 @@ from taskapi.domain.effects import TaskEffects
 from taskapi.domain.ports import (
     AnswerStore,
     Gatekeeper,
+    IdempotencyStore,
     JobQueue,
     LoginFailures,
     Revocations,
@@ -32,6 +33,7 @@ class Parts:
     gatekeeper: Gatekeeper
     revocations: Revocations
     answers: AnswerStore
+    idempotency: IdempotencyStore
     login_failures: LoginFailures
     queue: JobQueue
     health: SharedHealth

@@ -13,6 +13,7 @@ from taskapi.infra.stores import (
     Entry,
     GateAnswer,
     GateQuery,
+    IdempotencyClaim,
     JobRequest,
     JobView,
     LoginCharge,
@@ -42,6 +43,20 @@ class Revocations(Protocol):
 class AnswerStore(Protocol):
     async def put(self, key: str, entry: Entry, ttl: int) -> None:
         """Keep a fresh answer under `key` (from a gate lookup) for `ttl` seconds."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """The answers kept for retries of a request with an idempotency key (the key is claimed
+    in the gate's step, `GateQuery.claim`). Both calls act only while the claim is still the
+    request's own (it lapses after its in-flight time)."""
+
+    async def complete(self, claim: IdempotencyClaim, entry: Entry, ttl: int) -> None:
+        """Keep the claimed request's answer for its retries, `ttl` seconds."""
+        ...
+
+    async def release(self, claim: IdempotencyClaim) -> None:
+        """The claimed request failed: free its key, so that a retry runs again."""
         ...
 
 

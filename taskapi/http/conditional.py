@@ -75,6 +75,9 @@ def write_precondition(task_id: int) -> Precondition | None:
         return ANY_VERSION
     versions = set()
     for tag in etags.as_set(include_weak=False):
+        # workaround: werkzeug parse_etags yields None for an empty tag (pinned by tests/test_library_defects.py::test_werkzeug_parse_etags_yields_none_for_an_empty_tag)
+        if not isinstance(tag, str):
+            continue
         task, dot, version = tag.partition(".")
         if dot and _digits(task) and _digits(version) and int(task) == task_id:
             versions.add(int(version))

@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
 NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
 HEADERS_ATTRIBUTE = "_taskapi_response_headers"
+REQUEST_HEADERS_ATTRIBUTE = "_taskapi_request_headers"
+NOT_MODIFIED_ATTRIBUTE = "_taskapi_not_modified"
+ERROR_TEXTS_ATTRIBUTE = "_taskapi_error_texts"
 
 # The documentation pages' scripts, shipped in taskapi/static/docs (see `make docs-assets`).
 SWAGGER_UI_VERSION = "5.35.0"
@@ -42,26 +45,82 @@ ERROR_TEXT: dict[int, str] = {
     403: "Authenticated, but the task belongs to another user.",
     404: "No such task (or job).",
     409: "The username or e-mail is already registered.",
+    412: "`If-Match` names no current version of the task (`precondition_failed`): nothing "
+    "changed; `ETag` is the task's current one.",
     413: "The body is larger than the configured limit (default 1 MiB).",
     415: "The body is not `application/json`.",
     422: "The task fields are invalid; `error.details` names each field.",
+    428: "This server requires `If-Match` on this write (`precondition_required`); `ETag` is "
+    "the task's current one.",
     429: "Rate limit exceeded; retry after `Retry-After` seconds.",
     503: "A required service (the database, or Redis for token checks) is unavailable.",
 }
 ERROR_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": "Always `Bearer`."},
+    412: {"ETag": "The task's current entity tag."},
+    428: {"ETag": "The task's current entity tag."},
     429: {"Retry-After": "Seconds to wait before trying again."},
+}
+ETAG_TEXT = 'The task\'s strong entity tag, `"<id>.<version>"`.'
+IF_MATCH_TEXT = (
+    "Write only if the task is still at this version: the `ETag` it was read with (or `*`: "
+    "any version). A stale tag answers 412 and changes nothing."
+)
+IF_NONE_MATCH_TEXT = (
+    "The `ETag`(s) of the copy the client holds (or `*`): 304 without a body when it is "
+    "still current."
+)
+IDEMPOTENCY_KEY_TEXT = (
+    "A key of the client's choosing (1-255 printable ASCII characters, bare or quoted) that "
+    "makes retries safe: the first request with it runs; a retry with the same body gets its "
+    "answer again (`Idempotent-Replayed: true`) for `TASKAPI_IDEMPOTENCY_TTL_SECONDS`. Per "
+    "caller."
+)
+_BAD_KEY = (
+    "an `Idempotency-Key` that is not 1-255 printable ASCII characters (`invalid_idempotency_key`)."
+)
+_REUSED_KEY = "this `Idempotency-Key` was used for another request (`idempotency_key_reused`)."
+IDEMPOTENT_ERRORS = {  # of a POST without a body that honours Idempotency-Key
+    400: _BAD_KEY[0].upper() + _BAD_KEY[1:],
+    409: "A request with this `Idempotency-Key` is still running (`idempotency_key_in_flight`): "
+    "retry shortly.",
+    422: _REUSED_KEY[0].upper() + _REUSED_KEY[1:],
+}
+IDEMPOTENT_CREATE_ERRORS = {  # of a POST with a task's fields
+    **IDEMPOTENT_ERRORS,
+    400: "Malformed JSON, an empty body, JSON that is not an object, or " + _BAD_KEY,
+    422: "The task fields are invalid (`error.details` names each field), or " + _REUSED_KEY,
 }
 
 
-def errors(*statuses: int) -> Callable[[F], F]:
-    """Document the error statuses an operation can answer (with the error envelope)."""
+def errors(*statuses: int, texts: dict[int, str] | None = None) -> Callable[[F], F]:
+    """Document the error statuses an operation can answer (with the error envelope); `texts`
+    replaces the usual description of some."""
 
     def decorator(view: F) -> F:
         setattr(view, ERRORS_ATTRIBUTE, tuple(sorted(set(statuses))))
+        setattr(view, ERROR_TEXTS_ATTRIBUTE, dict(texts or {}))
         return view
 
     return decorator
+
+
+def request_headers(**headers: str) -> Callable[[F], F]:
+    """Document optional request headers (name with underscores → dashes)."""
+
+    def decorator(view: F) -> F:
+        documented = dict(getattr(view, REQUEST_HEADERS_ATTRIBUTE, {}))
+        documented.update({name.replace("_", "-"): text for name, text in headers.items()})
+        setattr(view, REQUEST_HEADERS_ATTRIBUTE, documented)
+        return view
+
+    return decorator
+
+
+def not_modified(view: F) -> F:
+    """Document the 304 of a conditional read (If-None-Match)."""
+    setattr(view, NOT_MODIFIED_ATTRIBUTE, True)
+    return request_headers(If_None_Match=IF_NONE_MATCH_TEXT)(view)
 
 
 # workaround: quart-schema document_response(None, 204) breaks the spec (pinned by tests/test_library_defects.py::test_schema_document_response_none_204_breaks_spec)
@@ -149,9 +208,15 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
                     key = status if status in responses else str(status)
                     if key in responses:
                         responses[key] = {**responses[key], "headers": _header_objects(headers)}
+                if getattr(view, NOT_MODIFIED_ATTRIBUTE, False):
+                    responses["304"] = {
+                        "description": "Not modified: the client's copy is current (no body).",
+                        "headers": _header_objects({"ETag": "The current entity tag."}),
+                    }
+                texts = getattr(view, ERROR_TEXTS_ATTRIBUTE, {})
                 for status in getattr(view, ERRORS_ATTRIBUTE, ()):
                     response: dict[str, Any] = {
-                        "description": ERROR_TEXT[status],
+                        "description": texts.get(status, ERROR_TEXT[status]),
                         "content": {
                             "application/json": {
                                 "schema": {"$ref": "#/components/schemas/ErrorEnvelope"}
@@ -162,6 +227,21 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
                         response["headers"] = _header_objects(ERROR_HEADERS[status])
                     responses[str(status)] = response
                 operation["responses"] = {str(k): v for k, v in responses.items()}
+                documented = getattr(view, REQUEST_HEADERS_ATTRIBUTE, {})
+                if documented:
+                    operation["parameters"] = [
+                        *operation.get("parameters", []),
+                        *(
+                            {
+                                "name": name,
+                                "in": "header",
+                                "required": False,
+                                "description": text,
+                                "schema": {"type": "string"},
+                            }
+                            for name, text in documented.items()
+                        ),
+                    ]
         return paths, components
 
 

@@ -1,9 +1,10 @@
 """The request gate: one before-request step carries out the view's policy (`http/policy.py`)
 and leaves one `Admission` for the view and for the one after-request step.
 
-The shared-state work of a request (revocation, rate limit, cached answer) is one call to the
-gatekeeper port: one round trip with Redis. Over-limit and revoked callers never reach the
-database; a token whose role is not remembered has it read from the database after that call.
+The shared-state work of a request (revocation, rate limit, idempotency claim, cached answer)
+is one call to the gatekeeper port: one round trip with Redis. Over-limit and revoked callers
+never reach the database; a token whose role is not remembered has it read from the database
+after that call.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import cast
 
 from quart import Quart, Response, g, request
 
+from taskapi.domain.idempotency import kept
 from taskapi.domain.limits import Decision, address_key, decide, limit_keys
 from taskapi.domain.parts import Parts
 from taskapi.domain.viewer import Viewer
 from taskapi.errors import APIError
 from taskapi.http.conditional import as_not_modified, not_modified, read_not_modified
 from taskapi.http.db_scope import request_connection
+from taskapi.http.idempotency import answer_to_retry, claim_of
 from taskapi.http.policy import Policy, policy_of
 from taskapi.http.proxies import client_ip
 from taskapi.http.request_ids import assign_request_id, echo_request_id
@@ -31,6 +34,7 @@ from taskapi.infra.stores import (
     Entry,
     GateAnswer,
     GateQuery,
+    IdempotencyClaim,
     Limit,
     Lookup,
     StoreUnavailable,
@@ -57,6 +61,7 @@ class Admission:
     slot: CacheSlot | None = None  # set when the cache was consulted
     lookup: Lookup | None = None  # where to store a fresh answer (None: don't)
     hit: bool = False
+    claim: IdempotencyClaim | None = None  # the idempotency key this request holds
 
 
 def current_admission() -> Admission:
@@ -163,6 +168,12 @@ class Gate:
             await self._limit_by(admission, route, address)  # 429 before 401
             raise
         admission.claims = claims
+        claim, bad_key = None, None
+        if route.policy.idempotent and request.method == "POST":
+            try:
+                claim = await claim_of(claims.user_id, self.settings.idempotency_in_flight_seconds)
+            except APIError as error:  # after the step: counted, and 401 for a revoked token
+                bad_key = error
         facts = Facts(
             request.method,
             f"{request.scheme}://{request.host}",
@@ -171,7 +182,12 @@ class Gate:
         )
         roles = self.parts.roles
         role = roles.cached_role(claims.user_id, claims.generation)
-        slot, answer = await self.step(admission, route, claims, role, facts)
+        slot, answer = await self.step(admission, route, claims, role, facts, claim)
+        if bad_key is not None:
+            raise bad_key
+        claimed = answer.claimed
+        if claim is not None and claimed is not None and claimed.ours:
+            admission.claim = claim  # settled by `finish`, whatever the answer
         if role is None:
             role = await roles.role_of(request_connection, claims.user_id, claims.generation)
             if role is None:
@@ -182,6 +198,8 @@ class Gate:
             if slot is not None:
                 answer = await self.ask(admission, route, GateQuery(slot=slot))
         admission.viewer = Viewer(claims.user_id, role)
+        if claim is not None and claimed is not None and not claimed.ours:
+            return answer_to_retry(claim, claimed)
         entry = self.cached_answer(admission, slot, answer)
         if entry is None:
             return None
@@ -199,10 +217,11 @@ class Gate:
         claims: TokenClaims,
         role: str | None,
         facts: Facts,
+        claim: IdempotencyClaim | None = None,
     ) -> tuple[CacheSlot | None, GateAnswer]:
         """The shared-state step of a verified token: revocation, the rate limit (the user's
-        budget once the token proves unrevoked, else its address's) and, when the role is
-        known, the cached answer; 401 for a revoked token."""
+        budget once the token proves unrevoked, else its address's), the idempotency claim
+        and, when the role is known, the cached answer; 401 for a revoked token."""
         slot = self.slot(route, claims.user_id, role, facts)
         endpoint, limits, address = route.endpoint, route.limits, admission.address
         access = claims.kind == ACCESS
@@ -212,6 +231,7 @@ class Gate:
             limits=limits,
             keys=limit_keys(user, endpoint, limits),
             fallback_keys=limit_keys(address, endpoint, limits) if access else None,
+            claim=claim,
             slot=slot,
         )
         answer = await self.ask(admission, route, query)
@@ -259,6 +279,9 @@ class Gate:
                     "Cannot check the token right now. Try again shortly.",
                     code="service_unavailable",
                 ) from None
+            if query.claim is not None:  # it cannot run without its key claimed
+                message = "Idempotency keys are unavailable. Try again shortly."
+                raise APIError(503, message) from None
             return NOTHING_KNOWN
         if answer.outcome is not None:
             decision = admission.rate = decide(route.limits, answer.outcome)
@@ -272,13 +295,16 @@ class Gate:
         return answer
 
     async def finish(self, response: Response) -> Response:
-        """The one after-request step: rate-limit headers; a cached route's X-Cache, and its
-        fresh 200 answer stored; a read's 200 made 304 by its If-None-Match; the request id
-        and security headers."""
+        """The one after-request step: the answer kept for the retries of an idempotency key
+        (or the key freed); rate-limit headers; a cached route's X-Cache, and its fresh 200
+        answer stored; a read's 200 made 304 by its If-None-Match; the request id and
+        security headers."""
         if request.method == "OPTIONS":
             options_as_204(response)
         admission: Admission | None = g.get("admission")
         if admission is not None:
+            if admission.claim is not None:
+                await self._settle(admission.claim, response)
             await self._add_rate_and_cache(admission, response)
         if (
             response.status_code == 200
@@ -289,6 +315,22 @@ class Gate:
         echo_request_id(response)
         add_security_headers(response)
         return response
+
+    async def _settle(self, claim: IdempotencyClaim, response: Response) -> None:
+        """Keep the answer for the key's retries, or free the key when the request failed."""
+        store = self.parts.idempotency
+        try:
+            if kept(response.status_code):
+                headers = {
+                    k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
+                }
+                body = await response.get_data(as_text=False)
+                entry = Entry(response.status_code, headers, body)
+                await store.complete(claim, entry, self.settings.idempotency_ttl_seconds)
+            else:
+                await store.release(claim)
+        except StoreUnavailable:
+            return  # the claim lapses after its in-flight time: then a retry runs again
 
     async def _add_rate_and_cache(self, admission: Admission, response: Response) -> None:
         """The rate-limit headers; on a cached route, X-Cache and the fresh answer stored."""

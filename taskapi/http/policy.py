@@ -1,6 +1,7 @@
 """A view's policy, declared by decorators that only mark it: its rate limits, the token it
-needs, the cache it is served from. The gate (`taskapi.http.gate`) carries it out; every route
-declares its limits (a test walks the URL map)."""
+needs, the cache it is served from, whether it honours Idempotency-Key. The gate
+(`taskapi.http.gate`) carries it out; every route declares its limits (a test walks the URL
+map)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIMITS_ATTRIBUTE = "_taskapi_limits"
 AUTH_ATTRIBUTE = "_taskapi_auth"
 CACHE_ATTRIBUTE = "_taskapi_cache"
+IDEMPOTENT_ATTRIBUTE = "_taskapi_idempotent"
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 CacheKind = Literal["list", "detail"]
 
@@ -65,11 +67,18 @@ def cached(kind: CacheKind) -> Callable[[F], F]:
     return decorator
 
 
+def idempotent(view: F) -> F:
+    """A POST that honours Idempotency-Key: its answer is kept for the retries with that key."""
+    setattr(view, IDEMPOTENT_ATTRIBUTE, True)
+    return view
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     limit_names: tuple[str, ...] | None  # None: the view did not say
     auth: str | None
     cache: CacheKind | None
+    idempotent: bool = False
 
 
 def policy_of(view: Callable[..., Any]) -> Policy:
@@ -77,4 +86,5 @@ def policy_of(view: Callable[..., Any]) -> Policy:
         getattr(view, LIMITS_ATTRIBUTE, None),
         getattr(view, AUTH_ATTRIBUTE, None),
         getattr(view, CACHE_ATTRIBUTE, None),
+        getattr(view, IDEMPOTENT_ATTRIBUTE, False),
     )

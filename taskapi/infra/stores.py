@@ -91,25 +91,50 @@ class Lookup:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A request's claim of its idempotency key: the store's `key`, the request's
+    `fingerprint`, a `token` only this request has, held `in_flight_ms` while it runs."""
+
+    key: str
+    fingerprint: str
+    token: str
+    in_flight_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim found: `ours` (the key was free: this request runs), else the request that
+    holds the key: its `fingerprint`, and its stored `entry` (None: it is still running)."""
+
+    ours: bool
+    fingerprint: str | None = None
+    entry: Entry | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class GateQuery:
     """The shared-state work of one request, done together: is the token `jti` revoked; one
     GCRA step over `limits` on `keys` (on `fallback_keys` instead when the token is revoked);
-    the cached answer in `slot` (not looked up for a revoked token)."""
+    the idempotency `claim` (not made for a revoked or refused request); the cached answer in
+    `slot` (not looked up for a revoked token)."""
 
     jti: str | None = None
     limits: tuple[Limit, ...] = ()
     keys: Sequence[str] = ()
     fallback_keys: Sequence[str] | None = None
+    claim: IdempotencyClaim | None = None
     slot: CacheSlot | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GateAnswer:
     """What the stores said: `revoked` (False when no token was asked about), the rate step's
-    `outcome` (None when no limits), the cache `lookup` (None when no slot, or revoked)."""
+    `outcome` (None when no limits), what the `claim` found (None when no claim, or revoked or
+    refused), the cache `lookup` (None when no slot, or revoked)."""
 
     revoked: bool = False
     outcome: Outcome | None = None
+    claimed: Claimed | None = None
     lookup: Lookup | None = None
 
 

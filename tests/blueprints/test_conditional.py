@@ -114,7 +114,7 @@ async def test_if_none_match_takes_star_lists_and_weak_tags_and_head(client_as):
     assert (
         await api.client.head(url, headers={**api.account.headers, "If-None-Match": etag})
     ).status_code == 304
-    for header in (f'"{task["id"]}.2"', '"nonsense', "", f'W/"{task["id"]}.0"'):
+    for header in (f'"{task["id"]}.2"', '"nonsense', "", '""', f'W/"{task["id"]}.0"'):
         answer = await api.get(url, headers={"If-None-Match": header})
         assert answer.status_code == 200, header
         assert (await answer.get_json())["data"]["id"] == task["id"]
@@ -173,7 +173,17 @@ async def test_a_matching_if_match_writes_and_star_matches_any_version(client_as
 
 @pytest.mark.parametrize(
     "header",
-    ['W/"{id}.1"', '"{other}.1"', '"{id}"', '"{id}.x"', '"{id}.99999999999"', "", "garbage"],
+    [
+        'W/"{id}.1"',
+        '"{other}.1"',
+        '"{id}"',
+        '"{id}.x"',
+        '"{id}.99999999999"',
+        '""',
+        '"", W/"{id}.1"',
+        "",
+        "garbage",
+    ],
 )
 async def test_an_if_match_that_names_no_version_of_the_task_is_412(client_as, header):
     """Weak tags never match (If-Match compares strongly); another task's tag, a malformed one

@@ -106,3 +106,30 @@ async def test_options_is_an_empty_204_with_allow(client):
     assert response.status_code == 204
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
     assert await response.get_data() == b""
+
+
+def _header_parameters(operation: dict) -> set[str]:
+    return {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+
+
+async def test_the_conditional_and_idempotent_headers_and_answers_are_documented(spec):
+    paths = spec["paths"]
+    detail, listing = paths["/api/tasks/{task_id}"], paths["/api/tasks/"]
+    process = paths["/api/tasks/{task_id}/process"]
+    for read in (detail["get"], listing["get"]):
+        assert "If-None-Match" in _header_parameters(read)
+        assert "ETag" in read["responses"]["304"]["headers"]
+        assert "ETag" in read["responses"]["200"]["headers"]
+    for method in ("put", "patch", "delete"):
+        write = detail[method]
+        assert "If-Match" in _header_parameters(write)
+        for status in ("412", "428"):
+            assert "ETag" in write["responses"][status]["headers"], (method, status)
+    for method in ("put", "patch"):
+        assert "ETag" in detail[method]["responses"]["200"]["headers"]
+    for post, success in ((listing["post"], "201"), (process["post"], "202")):
+        assert "Idempotency-Key" in _header_parameters(post)
+        assert "Idempotent-Replayed" in post["responses"][success]["headers"]
+        for status in ("400", "409", "422"):
+            assert "Idempotency-Key" in post["responses"][status]["description"], status
+    assert "ETag" in listing["post"]["responses"]["201"]["headers"]

@@ -22,9 +22,19 @@ from taskapi.domain.tasks import TaskRow
 from taskapi.errors import APIError
 from taskapi.http.conditional import weak_etag, write_precondition
 from taskapi.http.db_scope import request_connection, request_unit
-from taskapi.http.docs import empty_response, errors, response_headers
+from taskapi.http.docs import (
+    ETAG_TEXT,
+    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENT_CREATE_ERRORS,
+    IF_MATCH_TEXT,
+    empty_response,
+    errors,
+    not_modified,
+    request_headers,
+    response_headers,
+)
 from taskapi.http.gate import current_viewer
-from taskapi.http.policy import cached, default_limits, login_required
+from taskapi.http.policy import cached, default_limits, idempotent, login_required
 from taskapi.http.responses import encoded_json, no_content, success
 from taskapi.http.validation import json_body, query_args
 
@@ -52,7 +62,9 @@ def _task_response(
     200,
     Link='`<next page URL>; rel="next"` when there is a next page.',
     X_Cache="`HIT` or `MISS`.",
+    ETag='A weak entity tag of this page (`W/"..."`).',
 )
+@not_modified
 @errors(400, 401, 429, 503)
 async def list_tasks(query: TaskListQuery) -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
@@ -80,10 +92,17 @@ async def list_tasks(query: TaskListQuery) -> Response:
 @default_limits
 @tag(["tasks"])
 @login_required
+@idempotent
 @json_body(TaskCreate)
 @document_response(TaskEnvelope, 201)
-@response_headers(201, Location="Absolute URL of the new task.")
-@errors(400, 401, 413, 415, 422, 429, 503)
+@response_headers(
+    201,
+    Location="Absolute URL of the new task.",
+    ETag=ETAG_TEXT,
+    Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
+)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
+@errors(400, 401, 409, 413, 415, 422, 429, 503, texts=IDEMPOTENT_CREATE_ERRORS)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
     async with request_unit() as unit:
@@ -98,7 +117,8 @@ async def create_task(data: TaskCreate) -> Response:
 @login_required
 @cached("detail")
 @document_response(TaskEnvelope, 200)
-@response_headers(200, X_Cache="`HIT` or `MISS`.")
+@response_headers(200, X_Cache="`HIT` or `MISS`.", ETag=ETAG_TEXT)
+@not_modified
 @errors(401, 403, 404, 429, 503)
 async def get_task(task_id: int) -> Response:
     """One task, if it is the caller's (or the caller is an admin)."""
@@ -112,7 +132,9 @@ async def get_task(task_id: int) -> Response:
 @login_required
 @json_body(TaskReplace)
 @document_response(TaskEnvelope, 200)
-@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
+@response_headers(200, ETag=ETAG_TEXT)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
     """Replace a task: `title` and `status` required; absent optional fields become null."""
     precondition = write_precondition(task_id)
@@ -129,7 +151,9 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
 @login_required
 @json_body(TaskPatch)
 @document_response(TaskEnvelope, 200)
-@errors(400, 401, 403, 404, 413, 415, 422, 429, 503)
+@response_headers(200, ETag=ETAG_TEXT)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def patch_task(task_id: int, data: TaskPatch) -> Response:
     """Change some fields of a task."""
     changes = data.changes()
@@ -146,7 +170,8 @@ async def patch_task(task_id: int, data: TaskPatch) -> Response:
 @tag(["tasks"])
 @login_required
 @empty_response("Deleted.")
-@errors(401, 403, 404, 429, 503)
+@request_headers(If_Match=IF_MATCH_TEXT)
+@errors(401, 403, 404, 412, 428, 429, 503)
 async def delete_task(task_id: int) -> Response:
     """Delete a task."""
     precondition = write_precondition(task_id)

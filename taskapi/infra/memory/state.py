@@ -10,6 +10,7 @@ from aiocache import SimpleMemoryCache
 from aiocache.serializers import NullSerializer
 
 from taskapi.infra.memory.gcra import MemoryGcra
+from taskapi.infra.memory.idempotency import MemoryIdempotency
 from taskapi.infra.memory.queue import InProcessQueue
 from taskapi.infra.stores import (
     CacheSlot,
@@ -69,13 +70,19 @@ class MemoryAnswers:
 
 class MemoryGatekeeper:
     """The gate's step: revocation first; then the rate step, on the fallback keys for a
-    revoked token; then the cached answer, skipped for a revoked token."""
+    revoked token; then the idempotency claim, skipped for a revoked or refused request; then
+    the cached answer, skipped for a revoked token."""
 
     def __init__(
-        self, revocations: MemoryRevocations, gcra: MemoryGcra, answers: MemoryAnswers
+        self,
+        revocations: MemoryRevocations,
+        gcra: MemoryGcra,
+        idempotency: MemoryIdempotency,
+        answers: MemoryAnswers,
     ) -> None:
         self.revocations = revocations
         self.gcra = gcra
+        self.idempotency = idempotency
         self.answers = answers
 
     async def admit(self, query: GateQuery) -> GateAnswer:
@@ -86,10 +93,13 @@ class MemoryGatekeeper:
             if revoked and query.fallback_keys is not None:
                 keys = query.fallback_keys
             outcome = self.gcra.hit(keys, query.limits)
+        claimed = None
+        if query.claim is not None and not revoked and (outcome is None or outcome.allowed):
+            claimed = self.idempotency.claim(query.claim)
         lookup = None
         if query.slot is not None and not revoked:
             lookup = await self.answers.lookup(query.slot)
-        return GateAnswer(revoked, outcome, lookup)
+        return GateAnswer(revoked, outcome, claimed, lookup)
 
 
 class MemoryPublisher:

@@ -2,11 +2,12 @@
 
 1. revocation: `revoked` is 1 when the token's jti is revoked;
 2. the GCRA step over the request's limits, on the fallback keys when `revoked` (a revoked
-   token's caller is just an address);
-3. the cached answer, not looked up when `revoked`.
+   token's caller is just an address); a refusal ends the script there (`return out`);
+3. the idempotency claim (SET NX, or the record that holds the key), not made when `revoked`;
+4. the cached answer, not looked up when `revoked`.
 
 `revoked` is the one local the parts share; it is declared in this module's prelude, set by
-part 1 only and read by parts 2 and 3 only.
+part 1 only and read by parts 2, 3 and 4 only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import string
 from collections.abc import Sequence
 
+from taskapi.infra.redis.idempotency import claimed_from, in_flight_record
 from taskapi.infra.redis.pool import RedisPool
 from taskapi.infra.redis.script import Fragment, Part, ScriptBook
 from taskapi.infra.redis.state import REVOKED_PREFIX, cache_key
@@ -71,6 +73,23 @@ _GCRA_LUA = """do
   end
 end"""
 
+# KEYS: the idempotency key. ARGV: the in-flight record, its lifetime (ms). Reply slots: 1
+# (claimed) or 0 and the record that holds the key; both nil when `revoked`.
+CLAIM = Fragment(
+    "claim",
+    keys=1,
+    args=2,
+    slots=2,
+    lua="""if revoked ~= 1 then
+  if redis.call('SET', KEYS[$K], ARGV[$A], 'NX', 'PX', ARGV[$A + 1]) then
+    out[$S] = 1
+  else
+    out[$S] = 0
+    out[$S + 1] = redis.call('GET', KEYS[$K])
+  end
+end""",
+)
+
 # KEYS: the version's key. ARGV: the entry key's prefix and suffix around the version.
 # Reply slots: the version, the entry (nil when absent); both nil when `revoked`.
 CACHE = Fragment(
@@ -125,6 +144,9 @@ class RedisGatekeeper:
             if fallback:
                 keys += query.fallback_keys or ()
             parts.append(Part(_gcra(n, fallback), keys, _gcra_args(query.limits)))
+        claim = query.claim
+        if claim is not None:
+            parts.append(Part(CLAIM, [claim.key], [in_flight_record(claim), claim.in_flight_ms]))
         slot = query.slot
         if slot is not None:
             parts.append(
@@ -136,8 +158,12 @@ class RedisGatekeeper:
         revoked = bool(int((reply["revoked"] or [0])[0]))
         rate = reply["rate"]
         outcome = _outcome(rate, n) if rate is not None else None
+        claim_values = reply["claim"]
+        claimed = None
+        if claim_values is not None and claim_values[0] is not None and not revoked:
+            claimed = claimed_from(claim_values)
         values = reply["cache"]
         lookup = None
         if slot is not None and values is not None and values[0] is not None and not revoked:
             lookup = _lookup(slot, values)
-        return GateAnswer(revoked, outcome, lookup)
+        return GateAnswer(revoked, outcome, claimed, lookup)
