@@ -1,11 +1,13 @@
-"""taskapi's own load benchmark (`make bench`): scenarios S1-S4 with wrk, and a login storm.
+"""taskapi's own load benchmark (`make bench`): scenarios S1-S5 with wrk, and a login storm.
 
 Against a deployment you run (`--base URL --username U --password P`: the user must exist;
 the benchmark creates its tasks through the API), or, with no --base, against a throwaway local
 deployment it starts itself: PostgreSQL and Redis from the machine's binaries, migrations, and
 `bench/serve.sh` (hypercorn, production settings, rate limits raised by configuration).
 Prints req/s, p50, p99 and errors per scenario, the servers' resident memory, and /health and
-S1 latency during 100 concurrent logins. Speed is measured here, never asserted.
+S1 latency during 100 concurrent logins. S5 (PATCH with If-Match on 100 shared tasks, created
+just before it runs, re-reading on 412) also prints the share of its PATCHes answered 412; those
+412s are not counted as errors. Speed is measured here, never asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SCENARIOS = {"S1": "s1_detail", "S2": "s2_list", "S3": "s3_write", "S4": "s4_mixed"}
+SCENARIOS = {
+    "S1": "s1_detail",
+    "S2": "s2_list",
+    "S3": "s3_write",
+    "S4": "s4_mixed",
+    "S5": "s5_conflict",
+}
 
 
 class Client:
@@ -62,13 +70,13 @@ def login(base: str, username: str, password: str) -> str:
     return str(body["access_token"])
 
 
-def create_tasks(base: str, token: str, count: int) -> list[int]:
+def create_tasks(base: str, token: str, count: int, title: str = "bench") -> list[int]:
     local = threading.local()
 
     def create(i: int) -> int:
         if not hasattr(local, "client"):
             local.client = Client(base)
-        task = {"title": f"bench {i}", "status": "completed" if i % 3 == 0 else "pending"}
+        task = {"title": f"{title} {i}", "status": "completed" if i % 3 == 0 else "pending"}
         status, body = local.client.call("POST", "/api/tasks/", task, token)
         if status != 201 or not isinstance(body, dict):
             raise RuntimeError(f"create task: {status} {body}")
@@ -101,11 +109,34 @@ def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse
     data = json.loads(line.removeprefix("BENCHJSON "))
     seconds = data["duration_us"] / 1e6
     return {
+        **data,
         "rps": data["requests"] / seconds,
         "p50": data["p50_us"] / 1000,
         "p99": data["p99_us"] / 1000,
-        "errors": data["errors"],
+        "seconds": seconds,
     }
+
+
+def write_ids(ids: list[int]) -> Path:
+    path = Path(tempfile.mkstemp(prefix="taskapi-bench-ids-")[1])
+    path.write_text("\n".join(map(str, ids)) + "\n")
+    return path
+
+
+def conflict_summary(result: dict) -> str:
+    """S5's line under the table: its PATCHes, the share answered 412, and the re-reads."""
+    patches, failed = result["patches"], result["precondition_failed"]
+    if not patches:
+        return f'  S5: no PATCH sent: {result["no_etag"]} answers had no ETag "<id>.<version>"'
+    line = (
+        f"  S5: {patches} PATCHes with If-Match, {failed} answered 412 "
+        f"({100 * failed / patches:.1f} %), {result['rereads']} re-reads after a 412 "
+        f"(+{result['first_reads']} first reads); "
+        f"{(patches - failed) / result['seconds']:.0f} PATCH/s applied"
+    )
+    if result["no_etag"]:
+        line += f"; {result['no_etag']} answers without an ETag"
+    return line
 
 
 def login_storm(base: str, username: str, password: str, token: str, task_id: int) -> dict:
@@ -223,7 +254,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="server processes (local only)")
-    parser.add_argument("--scenarios", default="S1 S2 S3 S4")
+    parser.add_argument("--shared-tasks", type=int, default=100, help="the tasks S5 writes")
+    parser.add_argument("--scenarios", default="S1 S2 S3 S4 S5")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -244,19 +276,27 @@ def main() -> None:
             )
         token = login(base, args.username, args.password)
         ids = create_tasks(base, token, args.tasks)
-        ids_file = Path(tempfile.mkstemp(prefix="taskapi-bench-ids-")[1])
-        ids_file.write_text("\n".join(map(str, ids)) + "\n")
+        ids_file = write_ids(ids)
         print(
             f"taskapi at {base}: {len(ids)} tasks; wrk -t{args.threads} -c{args.connections}, "
             f"{args.duration}s per scenario after {args.warmup}s warm-up"
         )
         print(f"{'scenario':<9}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        notes = []
         for scenario in args.scenarios.split():
-            result = run_wrk(base, scenario, token, ids_file, args)
+            scenario_ids = ids_file
+            if scenario == "S5":  # its own tasks, made now: S1-S4 run on the same data as before
+                shared = create_tasks(base, token, args.shared_tasks, "bench shared")
+                scenario_ids = write_ids(shared)
+            result = run_wrk(base, scenario, token, scenario_ids, args)
             print(
                 f"{scenario:<9}{result['rps']:>10.0f}{result['p50']:>10.2f}"
                 f"{result['p99']:>10.2f}{result['errors']:>8}"
             )
+            if scenario == "S5":
+                notes.append(conflict_summary(result))
+        for note in notes:
+            print(note)
         if pids:
             print("resident memory after the run: " + ", ".join(resident_memory(pids)))
         storm = login_storm(base, args.username, args.password, token, ids[0])

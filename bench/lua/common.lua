@@ -1,5 +1,7 @@
 -- taskapi's load scenarios for wrk. Environment: BENCH_TOKEN (bearer access token),
--- BENCH_IDS (file: one existing task id per line). done() prints "BENCHJSON {...}".
+-- BENCH_IDS (file: one existing task id per line). done() prints "BENCHJSON {...}"; a scenario
+-- that sets M.extra (returning extra JSON fields and the count of its expected non-2xx answers)
+-- adds those fields, and its expected answers are not counted as errors.
 local M = {}
 local token = os.getenv("BENCH_TOKEN") or "none"
 M.ids = {}
@@ -20,6 +22,10 @@ function M.detail()
   return wrk.format("GET", "/api/tasks/" .. M.ids[math.random(M.n)], headers(false))
 end
 
+function M.get(id)
+  return wrk.format("GET", "/api/tasks/" .. id, headers(false))
+end
+
 function M.list()
   return wrk.format("GET", "/api/tasks/?status=pending", headers(false))
 end
@@ -37,16 +43,27 @@ function M.patch()
   return wrk.format("PATCH", "/api/tasks/" .. M.ids[math.random(M.n)], headers(true), body)
 end
 
+function M.patch_if(id, etag)
+  counter = counter + 1
+  local status = (math.random(2) == 1) and "pending" or "completed"
+  local body = string.format('{"status":"%s","description":"patched %d"}', status, counter)
+  local h = headers(true)
+  h["If-Match"] = etag
+  return wrk.format("PATCH", "/api/tasks/" .. id, h, body)
+end
+
 function init(args)
   math.randomseed(os.time() + (tonumber(tostring({}):match("0x(%x+)"), 16) or 0) % 100000)
 end
 
 function done(summary, latency, requests)
+  local fields, expected = "", 0
+  if M.extra then fields, expected = M.extra() end
   io.write(string.format(
-    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
+    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d%s}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout + summary.errors.status))
+      + summary.errors.timeout + summary.errors.status - expected, fields))
 end
 
 return M
