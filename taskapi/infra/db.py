@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData, Table, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -22,7 +23,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from taskapi.infra.incidents import Incident
 from taskapi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes that mean the server cannot be reached or is going away, not that a statement
+# is wrong: 08 connection exception, 57P operator intervention (admin shutdown, crash shutdown,
+# "the database system is shutting down", database dropped, idle session timeout)
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -166,6 +175,19 @@ def is_foreign_key_violation(error: IntegrityError) -> bool:
     )
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot be reached now (a restart, a shutdown, a cut
+    connection, a refused connect), by its SQLSTATE where the driver gave one."""
+    if isinstance(error, OSError):  # asyncpg's connect: refused, reset, unreachable, timed out
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
+        return True
+    return error.connection_invalidated
+
+
 def ensure_sqlite_directory(url: str) -> None:
     path = url.split(":///", 1)[-1].split("?", 1)[0]
     if path and path != ":memory:":
@@ -179,6 +201,8 @@ class Database:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
+        # an outage logs when it is first seen and when a connection succeeds again
+        self.outage = Incident(log, "database", "answering 503 until it accepts connections")
 
     @property
     def engine(self) -> AsyncEngine:
@@ -201,10 +225,14 @@ class Database:
     async def connect(self) -> None:
         if self._engine is None:
             self._engine = create_engine(self.settings)
+            event.listen(self._engine.sync_engine, "connect", self._connected)
             # Every statement of ours is complete on its own (ownership in the WHERE clause,
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _connected(self, _dbapi_connection: Any, _record: Any) -> None:
+        self.outage.recovered()
 
     async def dispose(self) -> None:
         if self._engine is not None:
