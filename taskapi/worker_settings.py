@@ -11,6 +11,7 @@ from arq.worker import Function, func
 
 from taskapi.domain.jobs import JOB_FUNCTIONS, Job
 from taskapi.domain.parts import Parts
+from taskapi.infra.db import is_unavailable
 from taskapi.infra.logs import configure_logging
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
 from taskapi.infra.redis.worker_redis import outage_proof_redis_settings
@@ -23,13 +24,21 @@ PARTS = "taskapi_parts"
 
 
 def _for_arq(job: Job) -> Function:
-    """A job function as arq runs it: our RetryLater becomes arq's Retry."""
+    """A job function as arq runs it: our RetryLater becomes arq's Retry, and so does a
+    database that cannot be reached (with backoff, logged once per outage, within max tries)."""
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await job(ctx, *args, **kwargs)
         except RetryLater as retry:
             raise Retry(defer=retry.delay) from retry
+        except Exception as error:
+            parts: Parts = ctx[PARTS]
+            attempt = int(ctx.get("job_try", 1))
+            if not is_unavailable(error) or attempt >= parts.settings.job_max_tries:
+                raise
+            parts.db.outage.failed(error)
+            raise Retry(defer=parts.settings.job_retry_base_seconds * 2 ** (attempt - 1)) from error
 
     return func(run, name=job.__name__)
 

@@ -1,16 +1,21 @@
-"""The worker (`arq worker.WorkerSettings`, a separate process) outlives Redis: restarted under
-it, or started before it, the worker waits, logs one line when Redis goes and one when it is
-back, and runs the jobs queued afterwards on its own."""
+"""The worker outlives its stores. Redis restarted under it, or started after it: the worker
+(`arq worker.WorkerSettings`, a separate process) waits, logs one line when Redis goes and one
+when it is back, and runs the jobs queued afterwards on its own. A database it cannot reach: the
+job is tried again, and the outage logged once."""
 
 from __future__ import annotations
 
+import logging
 import time
 
+from arq.jobs import Job
 from quart import Quart
 
+from taskapi.infra.redis.queue import deserialize_job
 from taskapi.settings import Settings
-from tests.conftest import Account, create_account
-from tests.services import until
+from tests.conftest import Account, create_account, redis_of, replaced, taskapi_records
+from tests.domain.test_jobs import run_worker_until_idle
+from tests.services import free_port, until
 from tests.smtp import SmtpSink, smtp_sink
 from tests.test_worker_settings import WorkerOutput, start_worker
 
@@ -101,3 +106,31 @@ async def test_a_worker_started_before_redis_runs_jobs_once_it_starts(make_apps,
         finally:
             worker.kill()
             worker.wait()
+
+
+async def test_a_job_that_finds_the_database_gone_is_retried_and_logged_once(make_apps, caplog):
+    """A job meeting an unreachable database is tried again (arq's Retry, with backoff) up to
+    TASKAPI_JOB_MAX_TRIES, and the outage is one log line, not a traceback per try."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    created = await app.test_client().post(
+        "/api/tasks/", headers=account.headers, json={"title": "while the database is down"}
+    )
+    assert created.status_code == 201
+    gone = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    worker_settings = replaced(
+        app.extensions["taskapi"].settings,
+        database_url=gone,
+        job_max_tries=3,
+        job_retry_base_seconds=0,
+    )
+    with taskapi_records(caplog), caplog.at_level(logging.WARNING, logger="taskapi"):
+        await run_worker_until_idle(worker_settings)
+    outage = [r.getMessage() for r in caplog.records if r.name == "taskapi.infra.db"]
+    assert len(outage) == 1 and outage[0].startswith("database unavailable: "), outage
+    async with redis_of(app) as redis:
+        (key,) = await redis.keys(b"arq:result:*")
+        job = Job(key.decode().removeprefix("arq:result:"), redis, _deserializer=deserialize_job)
+        result = await job.result_info()
+    assert result is not None and not result.success
+    assert result.job_try == 3  # tried until TASKAPI_JOB_MAX_TRIES, then given up
