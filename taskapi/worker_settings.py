@@ -37,7 +37,7 @@ def _for_arq(job: Job) -> Function:
             attempt = int(ctx.get("job_try", 1))
             if not is_unavailable(error) or attempt >= parts.settings.job_max_tries:
                 raise
-            parts.db.outage.failed(error)
+            parts.db.unavailable(error)
             raise Retry(defer=parts.settings.job_retry_base_seconds * 2 ** (attempt - 1)) from error
 
     return func(run, name=job.__name__)

@@ -69,7 +69,7 @@ def register_error_handlers(app: Quart) -> None:
         """A restart, a shutdown, a cut or refused connection: 503, one log line per outage.
         Other operational and interface errors are `_busy`'s; any other driver error a 500."""
         if is_unavailable(error):
-            current_parts().db.outage.failed(error)
+            current_parts().db.unavailable(error)
             return database_unavailable()
         if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
             return await _busy(error)

@@ -188,6 +188,14 @@ def is_unavailable(error: BaseException) -> bool:
     return error.connection_invalidated
 
 
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper (asyncpg's, named for what went
+    wrong), for the log."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return error.orig.__cause__ or error.orig
+    return error
+
+
 def ensure_sqlite_directory(url: str) -> None:
     path = url.split(":///", 1)[-1].split("?", 1)[0]
     if path and path != ":memory:":
@@ -230,6 +238,10 @@ class Database:
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def unavailable(self, error: BaseException) -> None:
+        """`error` (one `is_unavailable` accepts) was met: logged if it starts an outage."""
+        self.outage.failed(driver_error(error))
 
     def _connected(self, _dbapi_connection: Any, _record: Any) -> None:
         self.outage.recovered()

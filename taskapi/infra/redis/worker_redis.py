@@ -40,7 +40,7 @@ class WaitOutOutage(Retry):
         self.incident = Incident(log, "redis", meanwhile)
         self._main_loop: asyncio.Task[Any] | None = None
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> WaitOutOutage:
+    def __deepcopy__(self, _memo: dict[int, Any]) -> WaitOutOutage:
         # each redis-py client and connection deep-copies its Retry: share this one, so that an
         # outage is one incident however many connections see it
         return self
