@@ -6,6 +6,7 @@ job is tried again, and the outage logged once."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 from arq.jobs import Job
@@ -134,3 +135,24 @@ async def test_a_job_that_finds_the_database_gone_is_retried_and_logged_once(mak
         result = await job.result_info()
     assert result is not None and not result.success
     assert result.job_try == 3  # tried until TASKAPI_JOB_MAX_TRIES, then given up
+
+
+async def test_a_worker_stopped_during_an_outage_exits_without_waiting_for_redis(
+    make_apps, redis_server
+):
+    """SIGTERM while Redis is down: the worker stops retrying and exits (with an error: arq
+    cannot remove its health-check key), rather than hanging until it is killed."""
+    (app,) = await make_apps(1)
+    settings: Settings = app.extensions["taskapi"].settings
+    worker = start_worker(settings, redis_server.url, "")
+    output = WorkerOutput(worker)
+    try:
+        await until(lambda: "Starting worker" in output.text(), "the worker to start", 30)
+        redis_server.stop()
+        await until(lambda: GONE in output.text(), "the worker to see Redis go", 30)
+        worker.send_signal(signal.SIGTERM)
+        await until(lambda: worker.poll() is not None, "the worker to exit", DEADLINE_SECONDS)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
