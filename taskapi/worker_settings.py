@@ -3,16 +3,18 @@ database code and write path as the app)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from arq import Retry
-from arq.connections import RedisSettings
 from arq.worker import Function, func
 
 from taskapi.domain.jobs import JOB_FUNCTIONS, Job
 from taskapi.domain.parts import Parts
+from taskapi.infra.db import is_unavailable
 from taskapi.infra.logs import configure_logging
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
+from taskapi.infra.redis.worker_redis import outage_proof_redis_settings
 from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings, SettingsError
 from taskapi.wiring import build_parts, job_resources
@@ -22,13 +24,21 @@ PARTS = "taskapi_parts"
 
 
 def _for_arq(job: Job) -> Function:
-    """A job function as arq runs it: our RetryLater becomes arq's Retry."""
+    """A job function as arq runs it: our RetryLater becomes arq's Retry, and so does a
+    database that cannot be reached (with backoff, logged once per outage, within max tries)."""
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await job(ctx, *args, **kwargs)
         except RetryLater as retry:
             raise Retry(defer=retry.delay) from retry
+        except Exception as error:
+            parts: Parts = ctx[PARTS]
+            attempt = int(ctx.get("job_try", 1))
+            if not is_unavailable(error) or attempt >= parts.settings.job_max_tries:
+                raise
+            parts.db.unavailable(error)
+            raise Retry(defer=parts.settings.job_retry_base_seconds * 2 ** (attempt - 1)) from error
 
     return func(run, name=job.__name__)
 
@@ -38,8 +48,12 @@ def build_worker_settings(settings: Settings) -> type:
     if not settings.redis_url:
         raise SettingsError("REDIS_URL: the worker needs it set (e.g. redis://127.0.0.1:6379/0)")
 
+    # logging first: a worker started before Redis logs the outage before it starts up
+    configure_logging(settings.log_level, settings.log_format)
+    redis_settings, redis_retry = outage_proof_redis_settings(settings.redis_url)
+
     async def on_startup(ctx: dict[str, Any]) -> None:
-        configure_logging(settings.log_level, settings.log_format)
+        redis_retry.serve_while(asyncio.current_task())  # arq runs this in its main loop's task
         parts = build_parts(settings, "worker")
         await parts.open()
         ctx[PARTS] = parts
@@ -53,7 +67,7 @@ def build_worker_settings(settings: Settings) -> type:
     attributes = {
         "__doc__": "`arq worker.WorkerSettings`: taskapi's background jobs.",
         "functions": [_for_arq(job) for job in JOB_FUNCTIONS],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": redis_settings,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "max_tries": settings.job_max_tries,

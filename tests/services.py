@@ -70,10 +70,17 @@ def poll(check: Callable[[], object], what: str, deadline: float = START_DEADLIN
 
 @dataclasses.dataclass
 class PostgresServer:
+    """A postgres on a fixed free port; `shutdown()` and `start()` again restart it on the same
+    data directory, as an operator's restart does."""
+
     port: int
     directory: Path
-    process: subprocess.Popen[bytes]
     bindir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
@@ -87,13 +94,48 @@ class PostgresServer:
         )
         return self.url(name)
 
+    def start(self) -> None:
+        """Start the server on its data directory and wait until it accepts connections."""
+        user, group = _run_as()
+        log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+            + ["-k", str(self.directory), "-c", "listen_addresses=127.0.0.1"]
+            + ["-c", "fsync=off", "-c", "full_page_writes=off"]
+            + ["-c", "synchronous_commit=off", "-c", "max_connections=200"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user,
+            group=group,
+        )
+        log.close()
+        self.process = process
+        isready = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+
+        def accepting() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError((self.directory / "postgres.log").read_text()[-2000:])
+            return subprocess.run(isready, check=False).returncode == 0
+
+        poll(accepting, "PostgreSQL to accept connections")
+
+    def shutdown(self) -> None:
+        """A fast shutdown (SIGINT: sessions are ended, the data is kept), waited for."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=START_DEADLINE_SECONDS)
+            self.process = None
+
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -107,41 +149,20 @@ def running_postgres() -> Iterator[PostgresServer]:
     user, group = _run_as()
     if user is not None and group is not None:
         os.chown(directory, user, group)
-    data = directory / "data"
-    subprocess.run(
-        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
-        + ["-E", "UTF8", "--no-sync", "--no-instructions"],
-        check=True,
-        capture_output=True,
-        user=user,
-        group=group,
-    )
-    port = free_port()
-    log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(directory)]
-        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"]
-        + ["-c", "synchronous_commit=off", "-c", "max_connections=200"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        user=user,
-        group=group,
-    )
-    server = PostgresServer(port=port, directory=directory, process=process, bindir=bindir)
+    server = PostgresServer(port=free_port(), directory=directory, bindir=bindir)
     try:
-        isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
-
-        def accepting() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError((directory / "postgres.log").read_text()[-2000:])
-            return subprocess.run(isready, check=False).returncode == 0
-
-        poll(accepting, "PostgreSQL to accept connections")
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust"]
+            + ["-E", "UTF8", "--no-sync", "--no-instructions"],
+            check=True,
+            capture_output=True,
+            user=user,
+            group=group,
+        )
+        server.start()
         yield server
     finally:
         server.stop()
-        log.close()
 
 
 @dataclasses.dataclass

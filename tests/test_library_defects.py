@@ -4,6 +4,7 @@ shows which workaround may be dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 import os
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from tests.services import redis_commands_during
+from tests.services import free_port, redis_commands_during, running_redis, until
 
 
 def _redis_db(redis_server, db: int) -> str:
@@ -101,6 +102,37 @@ async def test_arq_enqueue_job_takes_three_round_trips(redis_server):
         await probe.flushdb()
     assert commands[:2] == ["WATCH", "EXISTS"], commands
     assert commands[2:] == ["MULTI", "PSETEX", "ZADD", "EXEC"], commands
+
+
+async def test_arq_worker_exits_when_redis_goes_away():
+    """arq's Worker lets the first Redis connection error out of its poll loop (`main()` raises,
+    the process is gone), and `create_pool` raises once `conn_retries` are spent. If this fails
+    after an upgrade, the retrying RedisSettings of taskapi/infra/redis/worker_redis.py may go."""
+    from arq.connections import RedisSettings, create_pool
+    from arq.worker import Worker, func
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def noop(ctx: dict[str, object]) -> None:
+        return None
+
+    with running_redis() as server:
+        worker = Worker(
+            [func(noop, name="noop")],
+            redis_settings=RedisSettings.from_dsn(server.url),
+            handle_signals=False,
+            poll_delay=0.05,
+        )
+        running = asyncio.ensure_future(worker.main())
+        async with Redis.from_url(server.url) as probe:
+            await until(lambda: probe.exists("arq:queue:health-check"), "the worker to poll")
+        server.stop()
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(running, 30)
+        await worker.pool.aclose()
+
+    gone = RedisSettings(port=free_port(), conn_retries=1, conn_retry_delay=0)
+    with pytest.raises(RedisConnectionError):
+        await create_pool(gone)
 
 
 def test_env_settings_source_reads_only_os_environ(monkeypatch):

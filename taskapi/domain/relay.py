@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from taskapi.domain import outbox
 from taskapi.domain.ports import JobQueue, Publisher
 from taskapi.infra.db import Database
+from taskapi.infra.incidents import Incident
 from taskapi.infra.stores import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._database = Incident(log, "outbox relay: database", "relaying again when it answers")
 
     def wake(self) -> None:
         """New entries were committed: relay them now."""
@@ -90,11 +92,12 @@ class Relay:
                 try:
                     await self.drain()
                     await self._prune()
+                    self._database.recovered()
                     backoff = self.poll_seconds
-                except StoreUnavailable:
+                except StoreUnavailable:  # the queue is down: its pool logs the incident
                     backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
                 except Exception as error:  # the database is unreachable: try again later
-                    log.warning("outbox relay: %s: %s", type(error).__name__, error)
+                    self._database.failed(error)
                     backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
 
     async def relay_once(self) -> int:

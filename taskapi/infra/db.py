@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 from sqlalchemy import DateTime, MetaData, Table, event, make_url
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -26,9 +26,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from taskapi.infra.incidents import Incident
 from taskapi.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# SQLSTATE classes that mean the server cannot be reached or is going away, not that a statement
+# is wrong: 08 connection exception, 57P operator intervention (admin shutdown, crash shutdown,
+# "the database system is shutting down", database dropped, idle session timeout)
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -186,6 +192,27 @@ async def explicit_transaction(connection: AsyncConnection) -> AsyncIterator[Non
     await connection.exec_driver_sql("COMMIT")
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot be reached now (a restart, a shutdown, a cut
+    connection, a refused connect), by its SQLSTATE where the driver gave one."""
+    if isinstance(error, OSError):  # asyncpg's connect: refused, reset, unreachable, timed out
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES):
+        return True
+    return error.connection_invalidated
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper (asyncpg's, named for what went
+    wrong), for the log."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return error.orig.__cause__ or error.orig
+    return error
+
+
 def ensure_sqlite_directory(url: str) -> None:
     path = url.split(":///", 1)[-1].split("?", 1)[0]
     if path and path != ":memory:":
@@ -199,6 +226,8 @@ class Database:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
+        # an outage logs when it is first seen and when a connection succeeds again
+        self.outage = Incident(log, "database", "answering 503 until it accepts connections")
 
     @property
     def engine(self) -> AsyncEngine:
@@ -243,10 +272,18 @@ class Database:
     async def connect(self) -> None:
         if self._engine is None:
             self._engine = create_engine(self.settings)
+            event.listen(self._engine.sync_engine, "connect", self._connected)
             # Every statement of ours is complete on its own (ownership in the WHERE clause,
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def unavailable(self, error: BaseException) -> None:
+        """`error` (one `is_unavailable` accepts) was met: logged if it starts an outage."""
+        self.outage.failed(driver_error(error))
+
+    def _connected(self, _dbapi_connection: Any, _record: Any) -> None:
+        self.outage.recovered()
 
     async def dispose(self) -> None:
         if self._engine is not None:
