@@ -156,3 +156,33 @@ async def test_a_worker_stopped_during_an_outage_exits_without_waiting_for_redis
         if worker.poll() is None:
             worker.kill()
         worker.wait()
+
+
+async def test_a_worker_killed_mid_job_leaves_the_job_to_run_again(make_apps, redis_server):
+    """SIGKILL while the e-mail is being sent (the first SMTP server holds its answer): the job
+    stays in Redis, and a second worker runs it once the first one's claim has expired
+    (`job_timeout` + arq's 10 s): the owner gets the e-mail from the second worker, once (the
+    first may have got through too: delivery is at least once)."""
+    (app,) = await make_apps(1)
+    settings: Settings = app.extensions["taskapi"].settings
+    account = await create_account(app)
+    short = {"TASKAPI_JOB_TIMEOUT_SECONDS": "2"}
+    with smtp_sink(hold=True) as held, smtp_sink() as sink:
+        first = start_worker(settings, redis_server.url, held.url, **short)
+        try:
+            response = await app.test_client().post(
+                "/api/tasks/", headers=account.headers, json={"title": "survives a kill"}
+            )
+            assert response.status_code == 201
+            await until(held.handler.receiving.is_set, "the e-mail to be mid-send", 30)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        second = start_worker(settings, redis_server.url, sink.url, **short)
+        try:
+            (mail,) = await sink.wait_for(1, deadline=40)
+        finally:
+            second.terminate()
+            second.wait()
+    assert mail.message["Subject"] == "Task Created: survives a kill"
+    assert len(sink.handler.delivered) == 1
