@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+LOCAL_DATABASE_URL = ""  # the throwaway deployment's database, when the benchmark made one
 SCENARIOS = {
     "S1": "s1_detail",
     "S2": "s2_list",
@@ -194,6 +195,36 @@ def resident_memory(pids: list[int]) -> list[str]:
     return sizes
 
 
+def relay_delays(database_url: str) -> str:
+    """The outbox's delay from a write's commit to its job's hand-over, over this run's jobs."""
+    import asyncio
+
+    import asyncpg
+
+    async def query() -> tuple[int, float | None, float | None, int]:
+        url = database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(url)
+        try:
+            delay = "ORDER BY extract(epoch FROM sent_at - created_at)"
+            row = await connection.fetchrow(
+                f"SELECT count(*), percentile_cont(0.5) WITHIN GROUP ({delay}), "
+                f"percentile_cont(0.99) WITHIN GROUP ({delay}) "
+                "FROM outbox WHERE sent_at IS NOT NULL"
+            )
+            pending = await connection.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        finally:
+            await connection.close()
+        return int(row[0]), row[1], row[2], int(pending)
+
+    sent, p50, p99, pending = asyncio.run(query())
+    if not sent:
+        return f"outbox: nothing relayed ({pending} pending: is a worker running?)"
+    return (
+        f"outbox relay, commit to hand-over: p50 {1000 * float(p50):.1f} ms, "
+        f"p99 {1000 * float(p99):.1f} ms over {sent} jobs ({pending} still pending)"
+    )
+
+
 @contextlib.contextmanager
 def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
     """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
@@ -235,6 +266,8 @@ def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
             children = subprocess.run(
                 ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
             ).stdout.split()
+            global LOCAL_DATABASE_URL
+            LOCAL_DATABASE_URL = env["DATABASE_URL"]
             yield base, [int(p) for p in children]
         finally:
             os.killpg(server.pid, 15)
@@ -297,6 +330,8 @@ def main() -> None:
                 notes.append(conflict_summary(result))
         for note in notes:
             print(note)
+        if LOCAL_DATABASE_URL:
+            print(relay_delays(LOCAL_DATABASE_URL))
         if pids:
             print("resident memory after the run: " + ", ".join(resident_memory(pids)))
         storm = login_storm(base, args.username, args.password, token, ids[0])

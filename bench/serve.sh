@@ -4,6 +4,8 @@
 # limits on but raised by configuration, no access log (as the peers run). Each process has its
 # own SO_REUSEPORT socket on the port (bench/reuseport.py): the kernel balances connections over
 # them as nginx's upstream does in production.
+# Beside them one arq worker (the outbox's relay and the jobs), as production runs one;
+# BENCH_ARQ_WORKER=0 leaves it out.
 # Environment: PORT WORKERS DATABASE_URL REDIS_URL (as compare.sh exports them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +29,7 @@ for _ in $(seq "${WORKERS:-2}"); do
     .venv/bin/hypercorn --worker-class uvloop --workers 1 --bind 'fd://{fd}' \
     --keep-alive 75 --graceful-timeout 5 asgi:app &
 done
+if [ "${BENCH_ARQ_WORKER:-1}" != 0 ]; then
+  .venv/bin/arq worker.WorkerSettings &
+fi
 wait

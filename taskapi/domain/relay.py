@@ -50,6 +50,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._listener = contextlib.AsyncExitStack()
         self._database = Incident(log, "outbox relay: database", "relaying again when it answers")
 
     def wake(self) -> None:
@@ -57,13 +58,17 @@ class Relay:
         self._wake.set()
 
     async def start(self) -> None:
-        """Relay what is pending now (entries left by a process that stopped), then go on in
-        the background."""
+        """Listen (so that no commit from now on goes unnoticed), relay what is pending now
+        (entries left by a process that stopped), then go on in the background."""
         if self._task is None:
+            listening = self.db.listening(CHANNEL, self.wake) if self.listen else _not_listening()
+            await self._listener.enter_async_context(listening)
             try:
                 await self.drain()
-            except Exception as error:  # the loop tries again after its backoff
-                log.warning("outbox relay: %s: %s", type(error).__name__, error)
+            except StoreUnavailable:  # the loop tries again after its backoff
+                self._wake.set()
+            except Exception as error:  # the database: logged once per outage
+                self._database.failed(error)
                 self._wake.set()
             self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox relay")
 
@@ -78,27 +83,26 @@ class Relay:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._listener.aclose()
 
     async def run(self) -> None:
         """Relay until cancelled: wait for a wake-up or the poll interval (None: for a wake-up
         only, or the backoff after a failure), then drain (`start` has drained once)."""
         backoff: float | None = self.poll_seconds
-        listening = self.db.listening(CHANNEL, self.wake) if self.listen else _not_listening()
-        async with listening:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), backoff)
-                self._wake.clear()
-                try:
-                    await self.drain()
-                    await self._prune()
-                    self._database.recovered()
-                    backoff = self.poll_seconds
-                except StoreUnavailable:  # the queue is down: its pool logs the incident
-                    backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
-                except Exception as error:  # the database is unreachable: try again later
-                    self._database.failed(error)
-                    backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+            try:
+                await self.drain()
+                await self._prune()
+                self._database.recovered()
+                backoff = self.poll_seconds
+            except StoreUnavailable:  # the queue is down: its pool logs the incident
+                backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
+            except Exception as error:  # the database is unreachable: try again later
+                self._database.failed(error)
+                backoff = min(MAX_BACKOFF_SECONDS, 2 * (backoff or 0.5))
 
     async def relay_once(self) -> int:
         """One batch: handed over and marked sent together; how many entries. StoreUnavailable

@@ -261,8 +261,9 @@ class Database:
             dsn = make_url(self.settings.database_url).set(drivername="postgresql")
             connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
             await connection.add_listener(channel, lambda *_: callback())
-        except Exception as error:
-            log.warning("not listening on %s (polling instead): %s", channel, error)
+        except Exception as error:  # an outage is logged once, by whoever meets it first
+            if not is_unavailable(error):
+                log.warning("not listening on %s (polling instead): %s", channel, error)
         try:
             yield
         finally:
