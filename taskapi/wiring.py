@@ -12,6 +12,7 @@ from taskapi.domain.effects import TaskEffects
 from taskapi.domain.jobs import JOBS_BY_NAME, JobResources
 from taskapi.domain.limits import login_budgets
 from taskapi.domain.parts import Parts
+from taskapi.domain.revocations import SYNC_INTERVAL_SECONDS, RevocationRecord
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.memory.gcra import MemoryGcra
@@ -81,6 +82,7 @@ def _in_process(settings: Settings) -> Parts:
         **common,
         gatekeeper=MemoryGatekeeper(revocations, gcra, idempotency, answers),
         revocations=revocations,
+        revocation_record=RevocationRecord(common["db"], revocations, interval=None),
         answers=answers,
         idempotency=idempotency,
         login_failures=MemoryLoginFailures(_budgets(settings)),
@@ -97,10 +99,14 @@ def _in_process(settings: Settings) -> Parts:
 def _in_redis(settings: Settings) -> Parts:
     common = _common(settings)
     pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
+    revocations = RedisRevocations(pool)
     parts = Parts(
         **common,
         gatekeeper=RedisGatekeeper(pool),
-        revocations=RedisRevocations(pool),
+        revocations=revocations,
+        revocation_record=RevocationRecord(
+            common["db"], revocations, interval=SYNC_INTERVAL_SECONDS
+        ),
         answers=RedisAnswers(pool),
         idempotency=RedisIdempotency(pool),
         login_failures=RedisLoginFailures(_budgets(settings), pool),

@@ -215,7 +215,7 @@ async def test_a_failed_job_reads_as_failed(make_apps):
 
 
 async def test_create_succeeds_when_the_queue_is_down(make_apps, redis_server, caplog):
-    (app,) = await make_apps(1, revocation_fail_open=True)
+    (app,) = await make_apps(1)
     account = await create_account(app)
     redis_server.stop()
     with caplog.at_level(logging.ERROR, logger="taskapi.domain.effects"):
