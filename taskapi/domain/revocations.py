@@ -172,9 +172,9 @@ class RevocationRecord:
                     await self.copy.revoke(pending, expired_before)
                     await mark_pushed(connection, list(pending))
                 if self._reload_wanted:
-                    self._reload_wanted = False
                     await self._reload(connection)
-        except StoreUnavailable:
+                    self._reload_wanted = False
+        except StoreUnavailable:  # a reload cut off here resumes at the next sync
             self._failed_at = time.monotonic()
             return
         except DATABASE_DOWN as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -21,7 +22,15 @@ log = logging.getLogger(__name__)
 REVOKED_KEY = b"taskapi:revoked"
 LOADED = b"<loaded>"
 RELOAD_LOCK = b"taskapi:revoked:reload"
-RELOAD_LOCK_SECONDS = 30
+RELOAD_LOCK_SECONDS = 10  # renewed by each chunk loaded
+# KEYS: the lock. ARGV: this process's token, the lock's lifetime: 1 when the lock is (now)
+# this process's, so that a reload cut off by a failure can resume at once.
+_CLAIM_RELOAD_LUA = """if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+  or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0"""
 CACHE_NAMESPACE = "taskapi:cache"
 
 
@@ -35,6 +44,7 @@ class RedisRevocations:
 
     def __init__(self, pool: RedisPool) -> None:
         self.pool = pool
+        self._token = secrets.token_hex(8).encode()  # this process's, for the reload lock
 
     async def revoke(self, revoked: Mapping[str, int], expired_before: int) -> None:
         client = self.pool.client
@@ -53,16 +63,21 @@ class RedisRevocations:
         return score is not None
 
     async def claim_reload(self) -> bool:
-        client = self.pool.client
-        claimed = await self.pool.guarded(
-            "revocation",
-            lambda: client.set(RELOAD_LOCK, b"1", nx=True, ex=RELOAD_LOCK_SECONDS),
-        )
+        script = self.pool.client.register_script(_CLAIM_RELOAD_LUA)
+        keys, args = [RELOAD_LOCK], [self._token, str(RELOAD_LOCK_SECONDS).encode()]
+        claimed = await self.pool.guarded("revocation", lambda: script(keys=keys, args=args))
         return bool(claimed)
 
     async def load(self, revoked: Mapping[str, int]) -> None:
         client = self.pool.client
-        await self.pool.guarded("revocation", lambda: client.zadd(REVOKED_KEY, dict(revoked)))
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zadd(REVOKED_KEY, dict(revoked))
+                pipe.expire(RELOAD_LOCK, RELOAD_LOCK_SECONDS)
+                await pipe.execute()
+
+        await self.pool.guarded("revocation", write)
 
     async def mark_loaded(self) -> None:
         client = self.pool.client
