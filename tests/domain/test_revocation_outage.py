@@ -17,23 +17,28 @@ from taskapi.domain.revocations import (
     PRUNE_BATCH,
     PRUNE_MARGIN_SECONDS,
     REVOCATIONS,
+    RevocationRecord,
     is_recorded,
     mark_pushed,
     record_revocations,
     unexpired_after,
     unpushed,
 )
+from taskapi.errors import APIError
 from taskapi.http.tokens import verify_token
+from taskapi.infra.db import Database
+from taskapi.infra.memory.state import MemoryRevocations
 from taskapi.infra.redis.state import LOADED, REVOKED_KEY
 from tests.conftest import (
     ROLE_CACHE_IDS,
     ROLE_CACHE_SECONDS,
     Account,
     create_account,
+    make_settings,
     redis_of,
     state_of,
 )
-from tests.services import RedisServer, until
+from tests.services import RedisServer, free_port, until
 
 
 @pytest.fixture(params=ROLE_CACHE_SECONDS, ids=ROLE_CACHE_IDS)
@@ -287,3 +292,16 @@ async def test_the_record_tells_what_the_copy_lacks_and_what_a_reload_reads(app,
         assert await unpushed(connection) == {"b": now + 60}
         assert list(await unexpired_after(connection, "")) == ["a", "b"]  # by jti, unexpired
         assert list(await unexpired_after(connection, "a")) == ["b"]
+
+
+async def test_with_the_database_down_too_a_token_the_copy_cannot_vouch_for_is_503():
+    """Neither Redis nor the record can say: refused with 503, never accepted unchecked."""
+    database = Database(make_settings(f"postgresql://nobody@127.0.0.1:{free_port()}/none"))
+    await database.connect()
+    try:
+        record = RevocationRecord(database, MemoryRevocations(), interval=None)
+        with pytest.raises(APIError) as refused:
+            await record.revoked_in_record("any", copy_incomplete=False)
+        assert (refused.value.status, refused.value.code) == (503, "service_unavailable")
+    finally:
+        await database.dispose()
