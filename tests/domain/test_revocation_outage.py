@@ -187,6 +187,32 @@ async def test_a_logout_during_a_pause_is_refused_by_every_instance_and_reaches_
     await _served(second, other)
 
 
+async def test_volatile_ttl_eviction_leaves_the_revocations_alone(make_apps):
+    """README's `maxmemory` with `volatile-ttl`: Redis evicts the keys nearest their expiry
+    first, and the revocations' set has none."""
+    (app,) = await make_apps(1)
+    account = await create_account(app)
+    assert (await app.test_client().post("/auth/logout", headers=account.headers)).status_code == (
+        204
+    )
+    async with redis_of(app) as redis:
+        used = (await redis.info("memory"))["used_memory"]
+        await redis.config_set("maxmemory", used + 2_000_000)
+        await redis.config_set("maxmemory-policy", "volatile-ttl")
+        try:
+            filler = b"x" * 1000
+            for batch in range(8):  # longer-lived than the access token's revocation
+                async with redis.pipeline(transaction=False) as pipe:
+                    for i in range(500):
+                        pipe.set(f"filler:{batch}:{i}", filler, ex=7200)
+                    await pipe.execute()
+            assert (await redis.info("stats"))["evicted_keys"] > 0
+        finally:
+            await redis.config_set("maxmemory", 0)
+            await redis.config_set("maxmemory-policy", "noeviction")
+    await _refused(app, account)
+
+
 async def test_the_rate_limit_keeps_its_own_policy_during_an_outage(make_apps, redis_server):
     closed, open_ = await make_apps(
         1, ratelimit_enabled=True, ratelimit_default="1000 per minute", ratelimit_fail_open=False
