@@ -36,6 +36,7 @@ PRUNE_MARGIN_SECONDS = 60
 PRUNE_BATCH = 100  # expired rows deleted by one logout, at most
 CHUNK = 1000  # rows per round trip of a push or a reload
 SYNC_INTERVAL_SECONDS = 1.0  # how often a process with Redis pushes what the copy lacks
+START_SYNC_SECONDS = 5.0  # how long start-up waits for the first sync
 # What a database that cannot answer raises (the app's handlers answer these with 503 too).
 DATABASE_DOWN = (
     sa_exc.OperationalError,
@@ -110,6 +111,7 @@ class RevocationRecord:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._database_down = False
 
     @property
     def trusted(self) -> bool:
@@ -129,7 +131,8 @@ class RevocationRecord:
         except StoreUnavailable:
             self.copy_failed()
             return
-        await mark_pushed(connection, list(live))
+        with contextlib.suppress(*DATABASE_DOWN):  # then the sync pushes them again
+            await mark_pushed(connection, list(live))
 
     async def revoked_in_record(self, jti: str, *, copy_incomplete: bool) -> bool:
         """The record's answer for a token the copy could not vouch for (503 when the
@@ -178,8 +181,11 @@ class RevocationRecord:
             self._failed_at = time.monotonic()
             return
         except DATABASE_DOWN as error:
-            log.warning("revocations not synced: the database: %s", type(error).__name__)
+            if not self._database_down:  # once per incident
+                log.warning("revocations not synced: the database: %s", type(error).__name__)
+            self._database_down = True
             return
+        self._database_down = False
         if len(pending) == CHUNK:  # more to push: not caught up yet
             self._signal()
             return
@@ -195,19 +201,24 @@ class RevocationRecord:
             chunk = await unexpired_after(connection, after)
             if chunk:
                 await self.copy.load(chunk)
-                after, count = max(chunk), count + len(chunk)
+                # the last in the database's own order (its collation, not Python's)
+                after, count = next(reversed(chunk)), count + len(chunk)
             if len(chunk) < CHUNK:
                 break
         await self.copy.mark_loaded()
         log.info("revocations reloaded into the fast path from the database: %d", count)
 
     async def start(self) -> None:
-        """Sync once (reloading a copy that is not whole), then keep syncing in the
-        background (before serving)."""
+        """Sync once (reloading a copy that is not whole) for at most `START_SYNC_SECONDS`,
+        then keep syncing in the background (before serving)."""
         self._wake, self._stopping = asyncio.Event(), False
-        try:
-            await self.sync(check_whole=True)
-        except Exception:  # serving starts anyway: the gate asks the record until a sync runs
+        try:  # serving starts anyway: the gate asks the record until a sync has run
+            async with asyncio.timeout(START_SYNC_SECONDS):
+                await self.sync(check_whole=True)
+        except TimeoutError:
+            log.warning("revocations: first sync still running; serving meanwhile")
+            self._signal()  # a reload cut off here resumes in the background
+        except Exception:
             log.exception("revocation sync failed")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
