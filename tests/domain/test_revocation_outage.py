@@ -28,7 +28,7 @@ from taskapi.errors import APIError
 from taskapi.http.tokens import verify_token
 from taskapi.infra.db import Database
 from taskapi.infra.memory.state import MemoryRevocations
-from taskapi.infra.redis.state import LOADED, REVOKED_KEY
+from taskapi.infra.redis.state import LOADED, RELOAD_LOCK, REVOKED_KEY
 from tests.conftest import (
     ROLE_CACHE_IDS,
     ROLE_CACHE_SECONDS,
@@ -257,6 +257,43 @@ async def test_a_copy_that_is_not_whole_is_reloaded_from_the_record_in_chunks(
     async with redis_of(app) as redis:
         assert await redis.zcard(REVOKED_KEY) == count + 1  # and LOADED
         assert await redis.zscore(REVOKED_KEY, f"old-{count - 1:05}") == expires
+
+
+async def test_while_the_copy_is_not_whole_the_record_decides_and_the_rest_still_works(
+    make_apps, redis_server
+):
+    """Another process holds the reload: the copy stays "unknown", so each request asks the
+    record, then the store again for what it skipped (the cached answer, the idempotency
+    claim)."""
+    (app,) = await make_apps(1)
+    account, revoked = await create_account(app), await create_account(app)
+    client = app.test_client()
+    assert (await client.post("/auth/logout", headers=revoked.headers)).status_code == 204
+    redis_server.flush()
+    async with redis_of(app) as redis:
+        await redis.set(RELOAD_LOCK, b"another process", ex=60)
+    try:
+        await _refused(app, revoked)
+        created = await client.post(
+            "/api/tasks/",
+            headers={**account.headers, "Idempotency-Key": "k1"},
+            json={"title": "t"},
+        )
+        assert created.status_code == 201
+        again = await client.post(
+            "/api/tasks/",
+            headers={**account.headers, "Idempotency-Key": "k1"},
+            json={"title": "t"},
+        )
+        assert (again.status_code, again.headers["Idempotent-Replayed"]) == (201, "true")
+        url = created.headers["Location"]
+        assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "MISS"
+        assert (await client.get(url, headers=account.headers)).headers["X-Cache"] == "HIT"
+        async with redis_of(app) as redis:
+            assert await redis.zscore(REVOKED_KEY, LOADED) is None  # still not whole
+    finally:
+        async with redis_of(app) as redis:
+            await redis.delete(RELOAD_LOCK)
 
 
 async def test_one_process_at_a_time_reloads_the_copy(make_apps):
