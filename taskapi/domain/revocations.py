@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from sqlalchemy import delete, exists, select, true, update
+from sqlalchemy import delete, exists, false, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -71,7 +71,7 @@ async def unpushed(connection: AsyncConnection) -> dict[str, int]:
     """Up to `CHUNK` revocations the copy is not known to hold."""
     rows = await connection.execute(
         select(REVOCATIONS.c.jti, REVOCATIONS.c.expires_at)
-        .where(REVOCATIONS.c.pushed.is_not(true()))
+        .where(REVOCATIONS.c.pushed.is_(false()))  # the partial index's own predicate
         .limit(CHUNK)
     )
     return {jti: expires_at for jti, expires_at in rows}
