@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_error_handlers(app)
 
     app.before_serving(parts.open)
+    app.before_serving(parts.revocation_record.start)  # the API's alone: it serves the gate
+    app.after_serving(parts.revocation_record.stop)
     app.after_serving(parts.close)
     app.teardown_appcontext(close_request_connection)
     # type gap: Quart types asgi_app as a method, yet documents replacing it with middleware

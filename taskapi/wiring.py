@@ -17,6 +17,7 @@ from taskapi.domain.limits import login_budgets
 from taskapi.domain.parts import Parts
 from taskapi.domain.ports import JobQueue, Publisher
 from taskapi.domain.relay import Relay
+from taskapi.domain.revocations import SYNC_INTERVAL_SECONDS, RevocationRecord
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.memory.gcra import MemoryGcra
@@ -105,6 +106,7 @@ def _in_process(settings: Settings, *, relays: bool) -> Parts:
         **common,
         gatekeeper=MemoryGatekeeper(revocations, gcra, idempotency, answers),
         revocations=revocations,
+        revocation_record=RevocationRecord(common["db"], revocations, interval=None),
         answers=answers,
         idempotency=idempotency,
         login_failures=MemoryLoginFailures(_budgets(settings)),
@@ -126,10 +128,14 @@ def _in_redis(settings: Settings, *, relays: bool) -> Parts:
     pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
     queue, publisher = ArqQueue(pool), RedisPublisher(pool)
     relay = _relay(settings, common["db"], queue, publisher, listen=True) if relays else None
+    revocations = RedisRevocations(pool)
     parts = Parts(
         **common,
         gatekeeper=RedisGatekeeper(pool),
-        revocations=RedisRevocations(pool),
+        revocations=revocations,
+        revocation_record=RevocationRecord(
+            common["db"], revocations, interval=SYNC_INTERVAL_SECONDS
+        ),
         answers=RedisAnswers(pool),
         idempotency=RedisIdempotency(pool),
         login_failures=RedisLoginFailures(_budgets(settings), pool),

@@ -32,6 +32,7 @@ from taskapi.infra.memory.login_failures import MemoryLoginFailures
 from taskapi.infra.memory.queue import InProcessQueue
 from taskapi.infra.memory.state import MemoryAnswers, MemoryGatekeeper, MemoryRevocations
 from taskapi.infra.migrate import alembic_config
+from taskapi.infra.redis.state import REVOKED_KEY, RedisRevocations
 from taskapi.settings import Settings, load_settings
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
 
@@ -195,8 +196,11 @@ async def empty_tables(app: Quart) -> None:
             await connection.execute(text("DELETE FROM outbox"))
             await connection.execute(text("DELETE FROM tasks"))
             await connection.execute(text("DELETE FROM users"))
+            await connection.execute(text("DELETE FROM revocations"))
         else:
-            await connection.execute(text("TRUNCATE outbox, tasks, users RESTART IDENTITY CASCADE"))
+            await connection.execute(
+                text("TRUNCATE outbox, tasks, users, revocations RESTART IDENTITY CASCADE")
+            )
     stores = (
         state.answers,
         state.revocations,
@@ -211,6 +215,10 @@ async def empty_tables(app: Quart) -> None:
             store.clear()
         elif isinstance(store, MemoryGatekeeper):
             store.gcra.clear()
+    if isinstance(state.revocations, RedisRevocations):  # the record is empty: so is its copy
+        async with redis_of(app) as redis:
+            await redis.delete(REVOKED_KEY)
+        await state.revocations.mark_loaded()
     state.roles.clear()
     verified: VerifiedTokens = app.extensions["taskapi.tokens"]
     verified.clear()

@@ -261,7 +261,7 @@ def _users_columns_and_ids(url: str) -> tuple[set[str], bool | None]:
     return asyncio.run(go())
 
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _revision(url: str) -> str:
@@ -411,3 +411,45 @@ def test_0006_starts_existing_tasks_at_version_1_and_downgrades_keeping_them(fre
         ("old",),
         ("new",),
     ]
+
+
+# --- 0008: the record of revocations --------------------------------------------------------------
+
+
+def _tables(url: str) -> set[str]:
+    async def go() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_0008_adds_the_revocations_table_and_downgrades_keeping_the_rest(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0007")
+    names = _schema_names(fresh_database_url)
+    _insert_users(fresh_database_url, [(1, "u", "u@example.com")], canonical_columns=True)
+    _run_sql(fresh_database_url, "INSERT INTO tasks (title, owner_id) VALUES ('kept', 1)")
+    assert "revocations" not in _tables(fresh_database_url)
+
+    command.upgrade(config, "0008")
+
+    _run_sql(
+        fresh_database_url, "INSERT INTO revocations (jti, expires_at) VALUES ('a', 4102444800)"
+    )
+    assert _run_sql(fresh_database_url, "SELECT jti, expires_at, pushed FROM revocations") == [
+        ("a", 4102444800, False)
+    ]
+    with pytest.raises(IntegrityError):  # one row per jti
+        _run_sql(fresh_database_url, "INSERT INTO revocations (jti, expires_at) VALUES ('a', 1)")
+    assert _schema_names(fresh_database_url) == names
+
+    command.downgrade(config, "0007")
+
+    assert "revocations" not in _tables(fresh_database_url)
+    assert _schema_names(fresh_database_url) == names
+    assert _run_sql(fresh_database_url, "SELECT title FROM tasks") == [("kept",)]

@@ -146,6 +146,12 @@ def test_limits_and_networks_are_stored_parsed():
         ("TASKAPI_SMTP_URL", "mail.example.com", "TASKAPI_SMTP_URL: must start with smtp://"),
         ("TASKAPI_ENV", "staging", "TASKAPI_ENV: must be one of development, testing, production"),
         ("TASKAPI_PROXY_HOPS", "1", "TASKAPI_PROXY_HOPS: removed; list your proxies' addresses"),
+        (
+            "TASKAPI_REVOCATION_FAIL_OPEN",
+            "1",
+            "TASKAPI_REVOCATION_FAIL_OPEN: removed; with Redis unreachable, revocations are "
+            "checked against the database",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_its_variable(name, value, line):

@@ -1,4 +1,5 @@
-"""The tables: users, their tasks, and the outbox of the jobs their writes call for."""
+"""The tables: users, their tasks, the outbox of the jobs their writes call for, and the
+record of revoked tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -15,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     column,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -94,6 +97,27 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
+
+class Revocation(Base):
+    """A revoked token (by its jti) until it would have expired: the record of revocations
+    (Redis holds a copy, the fast path, that is reloaded from here when it is lost)."""
+
+    __tablename__ = "revocations"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # the token's expiry, epoch seconds
+    # false until the revocation is known to be in the fast path's copy too
+    pushed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+
+# Pruning's query (expired rows), and the sync's (revocations not yet in the fast path).
+Index("ix_revocations_expires_at", Revocation.expires_at)
+Index(
+    "ix_revocations_unpushed",
+    Revocation.jti,
+    postgresql_where=Revocation.pushed.is_(false()),
+    sqlite_where=Revocation.pushed.is_(false()),
+)
 
 # The relay's query: the oldest pending entries first.
 Index(

@@ -19,6 +19,7 @@ from taskapi.domain.ports import (
     SharedHealth,
 )
 from taskapi.domain.relay import Relay
+from taskapi.domain.revocations import RevocationRecord
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.passwords import PasswordHasher
@@ -33,6 +34,7 @@ class Parts:
     mailer: Mailer
     gatekeeper: Gatekeeper
     revocations: Revocations
+    revocation_record: RevocationRecord  # the record, in the database, and its copy above
     answers: AnswerStore
     idempotency: IdempotencyStore
     login_failures: LoginFailures

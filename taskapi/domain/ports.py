@@ -5,7 +5,7 @@ raises `StoreUnavailable`, and the caller applies its policy (fail open or close
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -35,8 +35,28 @@ class Gatekeeper(Protocol):
 
 
 class Revocations(Protocol):
-    async def revoke(self, jti: str, expires_at: int) -> None:
-        """Refuse the token `jti` from now until `expires_at` (epoch seconds)."""
+    """The fast path's copy of the revocation record (`taskapi.domain.revocations` keeps the
+    record). The gatekeeper reads it; it says "unknown" until a reload has made it whole."""
+
+    async def revoke(self, revoked: Mapping[str, int], expired_before: int) -> None:
+        """Refuse each token jti until its expiry (epoch seconds); forget the revocations
+        that expired before `expired_before`."""
+        ...
+
+    async def is_whole(self) -> bool:
+        """Whether a reload has made the copy whole (and nothing has emptied it since)."""
+        ...
+
+    async def claim_reload(self) -> bool:
+        """Whether this process may reload the copy now (one process at a time)."""
+        ...
+
+    async def load(self, revoked: Mapping[str, int]) -> None:
+        """Add a chunk of the record to the copy (a reload's)."""
+        ...
+
+    async def mark_loaded(self) -> None:
+        """The reload has put the whole record in: from now on the copy answers alone."""
         ...
 
 

@@ -3,8 +3,9 @@ and leaves one `Admission` for the view and for the one after-request step.
 
 The shared-state work of a request (revocation, rate limit, idempotency claim, cached answer)
 is one call to the gatekeeper port: one round trip with Redis. Over-limit and revoked callers
-never reach the database; a token whose role is not remembered has it read from the database
-after that call.
+never reach the database, but for one question to the revocation record when the stores
+cannot vouch for a token (`domain/revocations.py`); a token whose role is not remembered has
+it read from the database after that call.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ UNCACHED_HEADERS = frozenset(
     | {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
 )
 NOTHING_KNOWN = GateAnswer()  # the answer when the stores cannot give one
+UNREACHABLE = GateAnswer(revocation_unknown=True)  # likewise, for a query about a token
 
 
 @dataclasses.dataclass(slots=True)
@@ -221,7 +223,8 @@ class Gate:
     ) -> tuple[CacheSlot | None, GateAnswer]:
         """The shared-state step of a verified token: revocation, the rate limit (the user's
         budget once the token proves unrevoked, else its address's), the idempotency claim
-        and, when the role is known, the cached answer; 401 for a revoked token."""
+        and, when the role is known, the cached answer; 401 for a revoked token. When the
+        stores cannot vouch for the token, the revocation record (the database) decides."""
         slot = self.slot(route, claims.user_id, role, facts)
         endpoint, limits, address = route.endpoint, route.limits, admission.address
         access = claims.kind == ACCESS
@@ -237,6 +240,15 @@ class Gate:
         answer = await self.ask(admission, route, query)
         if answer.revoked:
             raise APIError(401, "Token has been revoked.", code="token_revoked")
+        record = self.parts.revocation_record
+        if answer.revocation_unknown or not record.trusted:
+            incomplete = answer.revocation_unknown and answer is not UNREACHABLE
+            if await record.revoked_in_record(claims.jti, copy_incomplete=incomplete):
+                raise APIError(401, "Token has been revoked.", code="token_revoked")
+            if incomplete and (claim is not None or slot is not None):
+                # the store skipped them for an unproven token: now it is proven
+                again = await self.ask(admission, route, GateQuery(claim=claim, slot=slot))
+                answer = dataclasses.replace(again, outcome=answer.outcome)
         return slot, answer
 
     def slot(self, route: Route, user_id: int, role: str | None, facts: Facts) -> CacheSlot | None:
@@ -267,22 +279,19 @@ class Gate:
 
     async def ask(self, admission: Admission, route: Route, query: GateQuery) -> GateAnswer:
         """One call to the shared stores; 429 when a limit refuses. When the stores cannot
-        answer, the rate limit's and the revocation's policies (fail open, or 503)."""
+        answer, the rate limit's policy (fail open, or 503), and a token's revocation is left
+        to the record (`UNREACHABLE`)."""
         try:
             answer = await self.parts.gatekeeper.admit(query)
         except StoreUnavailable:
             if query.limits and not self.settings.ratelimit_fail_open:
                 raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
-            if query.jti is not None and not self.settings.revocation_fail_open:
-                raise APIError(
-                    503,
-                    "Cannot check the token right now. Try again shortly.",
-                    code="service_unavailable",
-                ) from None
+            if query.jti is not None:
+                self.parts.revocation_record.copy_failed()
             if query.claim is not None:  # it cannot run without its key claimed
                 message = "Idempotency keys are unavailable. Try again shortly."
                 raise APIError(503, message) from None
-            return NOTHING_KNOWN
+            return NOTHING_KNOWN if query.jti is None else UNREACHABLE
         if answer.outcome is not None:
             decision = admission.rate = decide(route.limits, answer.outcome)
             if not decision.allowed:

@@ -114,9 +114,10 @@ class Claimed:
 @dataclasses.dataclass(frozen=True, slots=True)
 class GateQuery:
     """The shared-state work of one request, done together: is the token `jti` revoked; one
-    GCRA step over `limits` on `keys` (on `fallback_keys` instead when the token is revoked);
-    the idempotency `claim` (not made for a revoked or refused request); the cached answer in
-    `slot` (not looked up for a revoked token)."""
+    GCRA step over `limits` on `keys` (on `fallback_keys` instead when the token is revoked,
+    or not known not to be); the idempotency `claim` (not made for a revoked, unknown or
+    refused request); the cached answer in `slot` (not looked up for a revoked or unknown
+    token)."""
 
     jti: str | None = None
     limits: tuple[Limit, ...] = ()
@@ -128,14 +129,18 @@ class GateQuery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GateAnswer:
-    """What the stores said: `revoked` (False when no token was asked about), the rate step's
-    `outcome` (None when no limits), what the `claim` found (None when no claim, or revoked or
-    refused), the cache `lookup` (None when no slot, or revoked)."""
+    """What the stores said: `revoked` (False when no token was asked about);
+    `revocation_unknown` when the store's copy of the revocations is not whole (lost, not yet
+    reloaded) or could not be reached, so only the record can say (the rest is then answered
+    as for a revoked token); the rate step's `outcome` (None when no limits), what the `claim`
+    found (None when no claim, or revoked, unknown or refused), the cache `lookup` (None when
+    no slot, or revoked or unknown)."""
 
     revoked: bool = False
     outcome: Outcome | None = None
     claimed: Claimed | None = None
     lookup: Lookup | None = None
+    revocation_unknown: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ REMOVED = {
     "TASKAPI_RATELIMIT_LOGIN_FAILURES": "removed (a per-username limit let anyone lock an "
     "account out); set TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS and "
     "TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT instead",
+    "TASKAPI_REVOCATION_FAIL_OPEN": "removed; with Redis unreachable, revocations are checked "
+    "against the database instead (503 only when it cannot answer either)",
 }
 # Values never quoted back in an error (they may hold passwords).
 _UNQUOTED = {"jwt_secret_key", "database_url", "redis_url", "smtp_url"}

@@ -60,7 +60,6 @@ class Settings(BaseSettings):
     redis_url: str = Field("", validation_alias=AliasChoices("TASKAPI_REDIS_URL", "REDIS_URL"))
     redis_timeout_ms: int = Field(500, ge=1)
     redis_retry_after_ms: int = Field(1000, ge=0)
-    revocation_fail_open: bool = False
     ratelimit_enabled: bool = True
     ratelimit_default: RateLimits = parse_rate_limits("200 per day;50 per hour")
     ratelimit_login: RateLimits = parse_rate_limits("5 per minute")

@@ -195,7 +195,7 @@ async def test_a_first_request_that_fails_with_a_5xx_stores_nothing(make_apps, b
 
 
 async def test_with_redis_down_a_keyed_post_is_503_and_its_retry_runs(make_apps, redis_server):
-    (app,) = await make_apps(1, revocation_fail_open=True)
+    (app,) = await make_apps(1)
     account = await create_account(app)
     client = app.test_client()
     body = b'{"title": "t"}'

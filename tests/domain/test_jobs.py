@@ -230,7 +230,7 @@ async def test_a_failed_job_reads_as_failed(make_apps):
 async def test_a_create_while_the_queue_is_down_keeps_its_email_in_the_outbox(
     make_apps, redis_server
 ):
-    (app,) = await make_apps(1, revocation_fail_open=True)
+    (app,) = await make_apps(1)
     account = await create_account(app)
     redis_server.stop()
     try:

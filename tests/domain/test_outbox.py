@@ -39,7 +39,7 @@ async def _create(client, account, title: str = "t") -> dict:
 async def test_creates_during_a_redis_outage_send_each_email_once_when_it_is_back(
     make_apps, redis_server
 ):
-    (app,) = await make_apps(1, revocation_fail_open=True)
+    (app,) = await make_apps(1)  # the default settings: revocation from the database
     account = await create_account(app)
     client = app.test_client()
     redis_server.stop()
@@ -175,7 +175,7 @@ async def test_a_write_during_a_redis_pause_leaves_no_stale_list_once_redis_is_b
 ):
     """The create commits while Redis is frozen (its version bump times out); the bump waits in
     the outbox, and the relay makes it once Redis answers: the cached list is not served."""
-    (app,) = await make_apps(1, revocation_fail_open=True, redis_retry_after_ms=200)
+    (app,) = await make_apps(1, redis_retry_after_ms=200)
     account = await create_account(app)
     client = app.test_client()
     await _create(client, account, "before")

@@ -10,7 +10,7 @@ import pytest
 from taskapi.domain.cache import CachePolicy
 from taskapi.domain.viewer import Viewer
 from taskapi.http.tokens import issue_access_token, verify_token
-from taskapi.infra.redis.state import REVOKED_PREFIX as PREFIX
+from taskapi.infra.redis.state import LOADED, REVOKED_KEY
 from taskapi.infra.stores import Entry, GateQuery
 from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, redis_of
 
@@ -82,18 +82,23 @@ async def test_logout_on_one_instance_revokes_the_refresh_token_on_the_other(mak
 
 
 async def test_each_revocation_lives_as_long_as_its_token(make_apps):
+    """In Redis, one sorted set without TTL (no volatile-* policy evicts it): each jti with its
+    token's expiry as its score."""
     (app,) = await make_apps(1)
     account = await create_account(app)
     assert (
         await app.test_client().post("/auth/logout", headers=account.headers)
     ).status_code == 204
     state = app.extensions["taskapi"]
+    now = time.time()
     async with redis_of(app) as redis:
-        ttls = sorted([await redis.ttl(k) for k in await redis.keys(PREFIX + b"*")])
+        assert await redis.ttl(REVOKED_KEY) == -1
+        members = await redis.zrange(REVOKED_KEY, 0, -1, withscores=True)
+    expiries = sorted(score - now for member, score in members if member != LOADED)
     access, refresh = state.settings.access_token_expires, state.settings.refresh_token_expires
-    assert len(ttls) == 2
-    assert access - 5 <= ttls[0] <= access
-    assert refresh - 5 <= ttls[1] <= refresh
+    assert len(expiries) == 2
+    assert access - 5 <= expiries[0] <= access
+    assert refresh - 5 <= expiries[1] <= refresh
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -189,8 +194,9 @@ def test_memory_revocations_expire_with_the_token():
 
     async def scenario() -> tuple[bool, bool]:
         store = MemoryRevocations()
-        await store.revoke("live", int(time.time()) + 60)
-        await store.revoke("dead", int(time.time()) - 1)
+        await store.mark_loaded()
+        now = int(time.time())
+        await store.revoke({"live": now + 60, "dead": now - 1}, now - 60)
         return store.is_revoked("live"), store.is_revoked("dead")
 
     assert asyncio.run(scenario()) == (True, False)
@@ -250,11 +256,12 @@ async def test_the_gatekeeper_skips_the_cached_answer_of_a_revoked_token(make_ap
     slot = CachePolicy(state.settings).slot("list", Viewer(7, "user"), None, "http://x", "")
     assert slot is not None
     await state.answers.put(slot.key(0), Entry(200, {}, b"cached"), slot.ttl)
+    await state.revocations.mark_loaded()  # the copy is whole (empty, as the record is)
 
     live = await state.gatekeeper.admit(GateQuery(jti="live", slot=slot))
     assert not live.revoked
     assert live.lookup is not None and live.lookup.entry == Entry(200, {}, b"cached")
-    await state.revocations.revoke("dead", int(time.time()) + 60)
+    await state.revocations.revoke({"dead": int(time.time()) + 60}, 0)
     dead = await state.gatekeeper.admit(GateQuery(jti="dead", slot=slot))
     assert dead.revoked
     assert dead.lookup is None

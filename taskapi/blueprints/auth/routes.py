@@ -149,11 +149,7 @@ async def logout() -> Response:
             refresh_claims = _own_refresh_token(data.refresh_token, viewer.id)
             if refresh_claims is not None:
                 revoked[refresh_claims.jti] = refresh_claims.expires_at
-    try:
-        for jti, expires_at in revoked.items():
-            await parts.revocations.revoke(jti, expires_at)
-    except StoreUnavailable:
-        raise APIError(503, "Cannot log out right now. Try again shortly.") from None
+    await parts.revocation_record.revoke(await request_connection(), revoked)
     return no_content()
 
 

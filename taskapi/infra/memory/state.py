@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from aiocache import SimpleMemoryCache
@@ -21,24 +21,41 @@ from taskapi.infra.stores import (
 
 
 class MemoryRevocations:
-    """Revoked token ids, each until its token would have expired anyway."""
+    """Revoked token ids, each until its token would have expired anyway: this process's copy
+    of the record, unknown until it has been loaded from it."""
 
     def __init__(self) -> None:
         self._until: dict[str, int] = {}
+        self._loaded = False
 
     def clear(self) -> None:
+        """Forget every revocation (the tests empty the record with it: an empty copy of an
+        empty record is whole)."""
         self._until.clear()
 
-    async def revoke(self, jti: str, expires_at: int) -> None:
-        now = int(time.time())
-        if expires_at > now:
-            self._until[jti] = expires_at
-        if len(self._until) > 10_000:  # forget the ones that expired on their own
-            self._until = {k: v for k, v in self._until.items() if v > now}
+    async def is_whole(self) -> bool:
+        return self._loaded
 
-    def is_revoked(self, jti: str) -> bool:
+    async def revoke(self, revoked: Mapping[str, int], expired_before: int) -> None:
+        self._until.update(revoked)
+        if len(self._until) > 10_000:  # forget the ones that expired on their own
+            self._until = {k: v for k, v in self._until.items() if v >= expired_before}
+
+    async def claim_reload(self) -> bool:
+        return True
+
+    async def load(self, revoked: Mapping[str, int]) -> None:
+        self._until.update(revoked)
+
+    async def mark_loaded(self) -> None:
+        self._loaded = True
+
+    def is_revoked(self, jti: str) -> bool | None:
+        """True when revoked, False when not, None when not loaded (and not known revoked)."""
         until = self._until.get(jti)
-        return until is not None and until > time.time()
+        if until is not None and until > time.time():
+            return True
+        return False if self._loaded else None
 
 
 class MemoryAnswers:
@@ -68,8 +85,9 @@ class MemoryAnswers:
 
 class MemoryGatekeeper:
     """The gate's step: revocation first; then the rate step, on the fallback keys for a
-    revoked token; then the idempotency claim, skipped for a revoked or refused request; then
-    the cached answer, skipped for a revoked token."""
+    revoked token (or one not known not to be); then the idempotency claim, skipped for a
+    revoked, unknown or refused request; then the cached answer, skipped for a revoked or
+    unknown token."""
 
     def __init__(
         self,
@@ -84,20 +102,21 @@ class MemoryGatekeeper:
         self.answers = answers
 
     async def admit(self, query: GateQuery) -> GateAnswer:
-        revoked = query.jti is not None and self.revocations.is_revoked(query.jti)
+        state = False if query.jti is None else self.revocations.is_revoked(query.jti)
+        unproven = state is not False  # revoked, or not known not to be
         outcome = None
         if query.limits:
             keys = query.keys
-            if revoked and query.fallback_keys is not None:
+            if unproven and query.fallback_keys is not None:
                 keys = query.fallback_keys
             outcome = self.gcra.hit(keys, query.limits)
         claimed = None
-        if query.claim is not None and not revoked and (outcome is None or outcome.allowed):
+        if query.claim is not None and not unproven and (outcome is None or outcome.allowed):
             claimed = self.idempotency.claim(query.claim)
         lookup = None
-        if query.slot is not None and not revoked:
+        if query.slot is not None and not unproven:
             lookup = await self.answers.lookup(query.slot)
-        return GateAnswer(revoked, outcome, claimed, lookup)
+        return GateAnswer(state is True, outcome, claimed, lookup, revocation_unknown=state is None)
 
 
 class MemoryPublisher:

@@ -1,10 +1,14 @@
 """The gate's step in Redis: one script, one round trip, its parts in this order:
 
-1. revocation: `revoked` is 1 when the token's jti is revoked;
-2. the GCRA step over the request's limits, on the fallback keys when `revoked` (a revoked
-   token's caller is just an address); a refusal ends the script there (`return out`);
-3. the idempotency claim (SET NX, or the record that holds the key), not made when `revoked`;
-4. the cached answer, not looked up when `revoked`.
+1. revocation: `revoked` is 1 when the token's jti is in the copy of the revocation record,
+   0 when it is not and the copy is whole (it holds its LOADED member), 2 (unknown) when the
+   copy is not whole;
+2. the GCRA step over the request's limits, on the fallback keys unless `revoked` is 0 (a
+   revoked token's caller, or one not yet proven unrevoked, is just an address); a refusal
+   ends the script there (`return out`);
+3. the idempotency claim (SET NX, or the record that holds the key), made only when
+   `revoked` is 0;
+4. the cached answer, looked up only when `revoked` is 0.
 
 `revoked` is the one local the parts share; it is declared in this module's prelude, set by
 part 1 only and read by parts 2, 3 and 4 only.
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 from taskapi.infra.redis.idempotency import claimed_from, in_flight_record
 from taskapi.infra.redis.pool import RedisPool
 from taskapi.infra.redis.script import Fragment, Part, ScriptBook
-from taskapi.infra.redis.state import REVOKED_PREFIX, cache_key
+from taskapi.infra.redis.state import LOADED, REVOKED_KEY, cache_key
 from taskapi.infra.stores import (
     CacheSlot,
     Entry,
@@ -32,24 +36,30 @@ from taskapi.infra.stores import (
 
 PRELUDE = "local revoked = 0"
 
-# KEYS: the jti's revocation key. Reply slot: 1 revoked, 0 not.
+# KEYS: the revocations' sorted set. ARGV: the jti, the LOADED member. Reply slot: 1 revoked,
+# 0 not, 2 unknown (the set is not whole).
 REVOCATION = Fragment(
     "revoked",
     keys=1,
-    args=0,
+    args=2,
     slots=1,
-    lua="revoked = redis.call('EXISTS', KEYS[$K])\nout[$S] = revoked",
+    lua="""if redis.call('ZSCORE', KEYS[$K], ARGV[$A]) then
+  revoked = 1
+elseif not redis.call('ZSCORE', KEYS[$K], ARGV[$A + 1]) then
+  revoked = 2
+end
+out[$S] = revoked""",
 )
 
 # workaround: quart-rate-limiter RedisStore is GET then SET, not atomic (pinned by tests/test_library_defects.py::test_rate_limiter_redis_store_is_get_then_set)
-# KEYS: n keys, then n fallback keys used instead when `revoked`. ARGV: (interval ms, period
+# KEYS: n keys, then n fallback keys used instead unless `revoked` is 0. ARGV: (interval ms, period
 # ms) per limit. Reply slots: 1 (allowed, then n separations) or 0 (refused: index,
 # retry-after ms, separation ms).
 _GCRA_LUA = """do
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
   local base = $K
-  if revoked == 1 and $FALLBACK then base = $K + $N end
+  if revoked ~= 0 and $FALLBACK then base = $K + $N end
   local tats = {}
   for i = 0, $N - 1 do
     local interval, period = tonumber(ARGV[$A + 2*i]), tonumber(ARGV[$A + 2*i + 1])
@@ -74,13 +84,13 @@ _GCRA_LUA = """do
 end"""
 
 # KEYS: the idempotency key. ARGV: the in-flight record, its lifetime (ms). Reply slots: 1
-# (claimed) or 0 and the record that holds the key; both nil when `revoked`.
+# (claimed) or 0 and the record that holds the key; both nil unless `revoked` is 0.
 CLAIM = Fragment(
     "claim",
     keys=1,
     args=2,
     slots=2,
-    lua="""if revoked ~= 1 then
+    lua="""if revoked == 0 then
   if redis.call('SET', KEYS[$K], ARGV[$A], 'NX', 'PX', ARGV[$A + 1]) then
     out[$S] = 1
   else
@@ -91,13 +101,13 @@ end""",
 )
 
 # KEYS: the version's key. ARGV: the entry key's prefix and suffix around the version.
-# Reply slots: the version, the entry (nil when absent); both nil when `revoked`.
+# Reply slots: the version, the entry (nil when absent); both nil unless `revoked` is 0.
 CACHE = Fragment(
     "cache",
     keys=1,
     args=2,
     slots=2,
-    lua="""if revoked ~= 1 then
+    lua="""if revoked == 0 then
   local version = redis.call('GET', KEYS[$K]) or '0'
   out[$S] = version
   out[$S + 1] = redis.call('GET', ARGV[$A] .. version .. ARGV[$A + 1])
@@ -136,7 +146,7 @@ class RedisGatekeeper:
     async def admit(self, query: GateQuery) -> GateAnswer:
         parts: list[Part] = []
         if query.jti is not None:
-            parts.append(Part(REVOCATION, [REVOKED_PREFIX + query.jti.encode()], []))
+            parts.append(Part(REVOCATION, [REVOKED_KEY], [query.jti, LOADED]))
         n = len(query.limits)
         if n:
             keys = list(query.keys)
@@ -155,15 +165,16 @@ class RedisGatekeeper:
         if not parts:
             return GateAnswer()
         reply = await self.book.run("gate", parts)
-        revoked = bool(int((reply["revoked"] or [0])[0]))
+        state = int((reply["revoked"] or [0])[0])
+        revoked, unproven = state == 1, state != 0
         rate = reply["rate"]
         outcome = _outcome(rate, n) if rate is not None else None
         claim_values = reply["claim"]
         claimed = None
-        if claim_values is not None and claim_values[0] is not None and not revoked:
+        if claim_values is not None and claim_values[0] is not None and not unproven:
             claimed = claimed_from(claim_values)
         values = reply["cache"]
         lookup = None
-        if slot is not None and values is not None and values[0] is not None and not revoked:
+        if slot is not None and values is not None and values[0] is not None and not unproven:
             lookup = _lookup(slot, values)
-        return GateAnswer(revoked, outcome, claimed, lookup)
+        return GateAnswer(revoked, outcome, claimed, lookup, revocation_unknown=state == 2)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from aiocache import RedisCache
@@ -14,7 +14,22 @@ from taskapi.infra.redis.pool import RedisPool
 from taskapi.infra.stores import Entry
 
 log = logging.getLogger(__name__)
-REVOKED_PREFIX = b"taskapi:revoked:"
+# The copy of the revocation record: one sorted set without TTL (so no volatile-* policy
+# evicts it), member the jti, score its expiry. It holds LOADED (score +inf) only once a
+# reload has put the whole record in; without it (Redis restarted empty, flushed, the key
+# evicted) the gate's script says "unknown".
+REVOKED_KEY = b"taskapi:revoked"
+LOADED = b"<loaded>"
+RELOAD_LOCK = b"taskapi:revoked:reload"
+RELOAD_LOCK_SECONDS = 10  # renewed by each chunk loaded
+# KEYS: the lock. ARGV: this process's token, the lock's lifetime: 1 when the lock is (now)
+# this process's, so that a reload cut off by a failure can resume at once.
+_CLAIM_RELOAD_LUA = """if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+  or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0"""
 CACHE_NAMESPACE = "taskapi:cache"
 
 
@@ -24,16 +39,55 @@ def cache_key(name: str) -> str:
 
 
 class RedisRevocations:
-    """One key per revoked jti, with a TTL of the token's remaining lifetime."""
+    """The copy of the revocation record in Redis (`REVOKED_KEY`)."""
 
     def __init__(self, pool: RedisPool) -> None:
         self.pool = pool
+        self._token = secrets.token_hex(8).encode()  # this process's, for the reload lock
 
-    async def revoke(self, jti: str, expires_at: int) -> None:
-        ttl = expires_at - int(time.time())
-        if ttl > 0:
-            key = REVOKED_PREFIX + jti.encode()
-            await self.pool.guarded("revocation", lambda: self.pool.client.set(key, b"1", ex=ttl))
+    async def revoke(self, revoked: Mapping[str, int], expired_before: int) -> None:
+        client = self.pool.client
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zadd(REVOKED_KEY, dict(revoked))
+                pipe.zremrangebyscore(REVOKED_KEY, "-inf", f"({expired_before}")
+                await pipe.execute()
+
+        await self.pool.guarded("revocation", write)
+
+    async def is_whole(self) -> bool:
+        client = self.pool.client
+        score = await self.pool.guarded("revocation", lambda: client.zscore(REVOKED_KEY, LOADED))
+        return score is not None
+
+    async def claim_reload(self) -> bool:
+        script = self.pool.client.register_script(_CLAIM_RELOAD_LUA)
+        keys, args = [RELOAD_LOCK], [self._token, str(RELOAD_LOCK_SECONDS).encode()]
+        claimed = await self.pool.guarded("revocation", lambda: script(keys=keys, args=args))
+        return bool(claimed)
+
+    async def load(self, revoked: Mapping[str, int]) -> None:
+        client = self.pool.client
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zadd(REVOKED_KEY, dict(revoked))
+                pipe.expire(RELOAD_LOCK, RELOAD_LOCK_SECONDS)
+                await pipe.execute()
+
+        await self.pool.guarded("revocation", write)
+
+    async def mark_loaded(self) -> None:
+        client = self.pool.client
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zadd(REVOKED_KEY, {LOADED: float("inf")})
+                pipe.delete(RELOAD_LOCK)
+                await pipe.execute()
+
+        await self.pool.guarded("revocation", write)
 
 
 class _Bytes(BaseSerializer):
