@@ -53,13 +53,15 @@ ERROR_TEXT: dict[int, str] = {
     428: "This server requires `If-Match` on this write (`precondition_required`); `ETag` is "
     "the task's current one.",
     429: "Rate limit exceeded; retry after `Retry-After` seconds.",
-    503: "A required service (the database, or Redis for token checks) is unavailable.",
+    503: "A required service is unavailable: the database (with `Retry-After`), or Redis where "
+    "the request needs it (an `Idempotency-Key`, rate limits set to fail closed).",
 }
 ERROR_HEADERS: dict[int, dict[str, str]] = {
     401: {"WWW-Authenticate": "Always `Bearer`."},
     412: {"ETag": "The task's current entity tag."},
     428: {"ETag": "The task's current entity tag."},
     429: {"Retry-After": "Seconds to wait before trying again."},
+    503: {"Retry-After": "When the database is unreachable: seconds to wait before trying again."},
 }
 ETAG_TEXT = 'The task\'s strong entity tag, `"<id>.<version>"`.'
 IF_MATCH_TEXT = (
