@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
 from taskapi.domain import outbox
 from taskapi.domain.ports import JobQueue, Publisher
@@ -51,6 +51,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
         self._listener = contextlib.AsyncExitStack()
+        self._listening: Callable[[], bool] = lambda: True
         self._database = Incident(log, "outbox relay: database", "relaying again when it answers")
 
     def wake(self) -> None:
@@ -61,8 +62,7 @@ class Relay:
         """Listen (so that no commit from now on goes unnoticed), relay what is pending now
         (entries left by a process that stopped), then go on in the background."""
         if self._task is None:
-            listening = self.db.listening(CHANNEL, self.wake) if self.listen else _not_listening()
-            await self._listener.enter_async_context(listening)
+            await self._listen()
             try:
                 await self.drain()
             except StoreUnavailable:  # the loop tries again after its backoff
@@ -71,6 +71,13 @@ class Relay:
                 self._database.failed(error)
                 self._wake.set()
             self._task = asyncio.get_running_loop().create_task(self.run(), name="outbox relay")
+
+    async def _listen(self) -> None:
+        """(Again) listen for commits, when this relay listens at all."""
+        await self._listener.aclose()
+        if self.listen:
+            listening = self.db.listening(CHANNEL, self.wake)
+            self._listening = await self._listener.enter_async_context(listening)
 
     async def drain(self) -> None:
         """Relay batches until none is full."""
@@ -94,6 +101,8 @@ class Relay:
                 await asyncio.wait_for(self._wake.wait(), backoff)
             self._wake.clear()
             try:
+                if not self._listening():  # its connection was lost (e.g. a restart)
+                    await self._listen()
                 await self.drain()
                 await self._prune()
                 self._database.recovered()
@@ -141,9 +150,3 @@ class Relay:
             removed = await outbox.prune(connection, dt.datetime.now(dt.UTC) - self.retention)
         if removed:
             log.info("outbox pruned %d sent entries", removed)
-
-
-@contextlib.asynccontextmanager
-async def _not_listening() -> AsyncIterator[None]:
-    """A relay woken by its own process's writes (the embedded default) listens for nothing."""
-    yield

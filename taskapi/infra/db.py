@@ -248,24 +248,39 @@ class Database:
         return self._autocommit.connect()
 
     @contextlib.asynccontextmanager
-    async def listening(self, channel: str, callback: Callable[[], None]) -> AsyncIterator[None]:
+    async def listening(
+        self, channel: str, callback: Callable[[], None]
+    ) -> AsyncIterator[Callable[[], bool]]:
         """Call `callback` on each NOTIFY of `channel` while the block runs (PostgreSQL; on a
-        dedicated connection). Elsewhere, or when listening fails (e.g. behind a PgBouncer in
-        transaction mode), nothing is called: the caller polls."""
+        dedicated connection), and once more if that connection is lost; the block gets a
+        function that tells whether it still listens. Elsewhere, or when listening fails (e.g.
+        behind a PgBouncer in transaction mode), nothing is called: the caller polls."""
         if self.settings.is_sqlite:
-            yield
+            yield lambda: True  # nothing to listen to, nothing lost
             return
         connection: Any = None  # an asyncpg.Connection
+        refused = False  # listening is refused for good (not an outage): the caller polls
         try:
             # its own connection, outside the pool: it stays open as long as the listener
             dsn = make_url(self.settings.database_url).set(drivername="postgresql")
             connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
             await connection.add_listener(channel, lambda *_: callback())
+            connection.add_termination_listener(lambda *_: callback())
         except Exception as error:  # an outage is logged once, by whoever meets it first
             if not is_unavailable(error):
                 log.warning("not listening on %s (polling instead): %s", channel, error)
+                refused = True
+            if connection is not None:
+                connection.terminate()
+            connection = None
+
+        def alive() -> bool:
+            """Whether it listens (or was refused for good): False while the database cannot
+            be reached, or once the connection is lost, so that the caller listens again."""
+            return refused or (connection is not None and not connection.is_closed())
+
         try:
-            yield
+            yield alive
         finally:
             if connection is not None:
                 connection.terminate()

@@ -13,7 +13,11 @@ from quart import Quart
 from sqlalchemy import select
 
 from taskapi.app import create_app
-from taskapi.domain.tasks import TASKS
+from taskapi.domain import outbox, work
+from taskapi.domain.effects import TaskEffects
+from taskapi.domain.relay import Relay
+from taskapi.domain.tasks import TASKS, create_task
+from taskapi.domain.viewer import Viewer
 from taskapi.settings import Settings
 from tests.conftest import create_account, make_settings, migrate_to_head, state_of
 from tests.services import PostgresServer, running_postgres, until
@@ -152,3 +156,41 @@ async def test_a_restart_under_load_loses_no_commit_and_answers_no_500(
     assert _unhandled(caplog) == []
     lines = _outage_lines(caplog)
     assert len(lines) == 2 and lines[1] == "database available again", lines
+
+
+async def test_a_relay_listens_again_after_a_database_restart(
+    app_on_restartable, restartable_postgres
+):
+    """A relay that polls once a minute takes a commit at once after PostgreSQL restarted: its
+    listener's connection was lost, and it listened again."""
+    parts = state_of(app_on_restartable)
+    relay = Relay(
+        parts.db, parts.queue, parts.effects.publisher, poll_seconds=60, retention_seconds=60
+    )
+    account = await create_account(app_on_restartable)
+    await relay.start()
+    try:
+        restartable_postgres.shutdown()
+        restartable_postgres.start()
+        quiet = TaskEffects(parts.cache, parts.effects.publisher)  # wakes no relay itself
+
+        async def written() -> bool:
+            try:
+                async with work.transaction(parts.db, quiet) as unit:
+                    await create_task(unit, Viewer(account.id, "user"), {"title": "after"})
+            except Exception:  # the pool's connections from before the restart
+                return False
+            return True
+
+        await until(written, "a write after the restart", RECOVERY_DEADLINE_SECONDS)
+
+        async def relayed() -> bool:
+            async with parts.db.connection() as connection:
+                return (await outbox.backlog(connection)).pending == 0
+
+        await until(relayed, "the relay, after its backoff, to take what waits", 30)
+        await until(relay._listening, "the relay to listen again", RECOVERY_DEADLINE_SECONDS)
+        await written()  # now only its NOTIFY can wake the relay before a minute is out
+        await until(relayed, "the relay to be woken by the commit", 10)
+    finally:
+        await relay.stop()
