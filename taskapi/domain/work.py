@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,12 +36,19 @@ class UnitOfWork:
         self.changes.append(change)
 
 
-async def _keep_for_the_relay(
-    connection: AsyncConnection, effects: TaskEffects, unbumped: list[str]
+async def _hand_over(
+    unit: UnitOfWork,
+    effects: TaskEffects,
+    keep_on: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
 ) -> None:
-    """Cache versions the effects could not bump, into the outbox (the relay bumps them)."""
+    """The committed unit's effects; the cache versions they could not bump, into the outbox
+    on `keep_on()`'s connection (the relay bumps them)."""
+    unbumped = await effects.apply(unit.changes, intents=unit.intents)
+    if not unbumped:
+        return
     try:
-        await outbox.insert_cache_versions(connection, unbumped)
+        async with keep_on() as connection:
+            await outbox.insert_cache_versions(connection, unbumped)
     except Exception as error:  # the database is gone too: the entries expire by their TTL
         log.error("cache versions %s not kept: %s: %s", unbumped, type(error).__name__, error)
         return
@@ -58,9 +66,7 @@ async def single_statement(
     try:
         yield unit
     finally:
-        unbumped = await effects.apply(unit.changes, intents=unit.intents)
-        if unbumped:
-            await _keep_for_the_relay(connection, effects, unbumped)
+        await _hand_over(unit, effects, lambda: contextlib.nullcontext(connection))
 
 
 @contextlib.asynccontextmanager
@@ -73,9 +79,7 @@ async def transaction_on(
     async with explicit_transaction(connection):
         unit = UnitOfWork(connection, single_statement=False)
         yield unit
-    unbumped = await effects.apply(unit.changes, intents=unit.intents)
-    if unbumped:
-        await _keep_for_the_relay(connection, effects, unbumped)
+    await _hand_over(unit, effects, lambda: contextlib.nullcontext(connection))
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +89,4 @@ async def transaction(database: Database, effects: TaskEffects) -> AsyncIterator
     async with database.transaction() as connection:
         unit = UnitOfWork(connection, single_statement=False)
         yield unit
-    unbumped = await effects.apply(unit.changes, intents=unit.intents)
-    if unbumped:
-        async with database.connection() as autocommit:
-            await _keep_for_the_relay(autocommit, effects, unbumped)
+    await _hand_over(unit, effects, database.connection)

@@ -330,11 +330,7 @@ class Gate:
         store = self.parts.idempotency
         try:
             if kept(response.status_code):
-                headers = {
-                    k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
-                }
-                body = await response.get_data(as_text=False)
-                entry = Entry(response.status_code, headers, body)
+                entry = await _entry_of(response)
                 await store.complete(claim, entry, self.settings.idempotency_ttl_seconds)
             else:
                 await store.release(claim)
@@ -351,14 +347,18 @@ class Gate:
         response.headers["X-Cache"] = "MISS"
         lookup = admission.lookup
         if lookup is not None and response.status_code == 200:
-            headers = {
-                k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS
-            }
-            entry = Entry(200, headers, await response.get_data(as_text=False))
+            entry = await _entry_of(response)
             try:
                 await self.parts.answers.put(lookup.key, entry, slot.ttl)
             except StoreUnavailable:
                 return
+
+
+async def _entry_of(response: Response) -> Entry:
+    """A response as it is kept (a cached answer, an idempotent request's answer): its status,
+    body and headers but the per-request ones."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS}
+    return Entry(response.status_code, headers, await response.get_data(as_text=False))
 
 
 def rate_headers(decision: Decision) -> dict[str, str]:
