@@ -52,17 +52,18 @@ def build_parts(settings: Settings, process: Process) -> Parts:
 
 
 def _relay(
-    settings: Settings, db: Database, queue: JobQueue, publisher: Publisher, *, listen: bool
+    settings: Settings, db: Database, queue: JobQueue, publisher: Publisher, *, shared: bool
 ) -> Relay:
-    """The outbox's relay: a worker's listens for other processes' commits and polls; the
+    """The outbox's relay: a worker's polls for other processes' commits, and listens for them
+    where it can (not through PgBouncer, unless TASKAPI_DB_LISTEN_URL bypasses it); the
     embedded API's is woken by its own writes only."""
     return Relay(
         db,
         queue,
         publisher,
-        poll_seconds=settings.outbox_poll_seconds if listen else None,
+        poll_seconds=settings.outbox_poll_seconds if shared else None,
         retention_seconds=settings.outbox_retention_seconds,
-        listen=listen,
+        listen=shared and settings.listens_for_commits,
     )
 
 
@@ -100,7 +101,7 @@ def _in_process(settings: Settings, *, relays: bool) -> Parts:
         keep_result_seconds=settings.job_keep_result_seconds,
     )
     publisher = MemoryPublisher(answers)
-    relay = _relay(settings, common["db"], queue, publisher, listen=False) if relays else None
+    relay = _relay(settings, common["db"], queue, publisher, shared=False) if relays else None
     effects = TaskEffects(common["cache"], publisher, *([relay.wake] if relay else []))
     parts = Parts(
         **common,
@@ -127,7 +128,7 @@ def _in_redis(settings: Settings, *, relays: bool) -> Parts:
     common = _common(settings)
     pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
     queue, publisher = ArqQueue(pool), RedisPublisher(pool)
-    relay = _relay(settings, common["db"], queue, publisher, listen=True) if relays else None
+    relay = _relay(settings, common["db"], queue, publisher, shared=True) if relays else None
     revocations = RedisRevocations(pool)
     parts = Parts(
         **common,

@@ -276,3 +276,83 @@ async def redis_commands_during(
                 return seen
             if line["client_type"] != "lua" and not line["command"].startswith("CLIENT "):
                 seen.append(line["command"].split(" ", 1)[0].upper())
+
+
+def _owned_directory(prefix: str) -> Path:
+    """A throwaway directory the servers that refuse root (`_run_as`) can write in."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    user, group = _run_as()
+    if user is not None and group is not None:
+        os.chown(directory, user, group)
+    return directory
+
+
+def _answering(port: int, process: subprocess.Popen[bytes], log: Path) -> Callable[[], bool]:
+    """A check that the server on `port` accepts TCP connections (failing if it exited)."""
+
+    def check() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(log.read_text()[-2000:] if log.exists() else "exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    return check
+
+
+@dataclasses.dataclass
+class PgBouncerServer:
+    """A pgbouncer in transaction mode on a free port in front of a PostgresServer, its pool
+    smaller than the clients a test brings (`pool_size` server connections per database)."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_pgbouncer(postgres: PostgresServer, pool_size: int = 4) -> Iterator[PgBouncerServer]:
+    binary = find_binary("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    if binary is None:
+        unavailable("the `pgbouncer` binary is not installed (apt-get install pgbouncer)")
+    assert binary is not None
+    directory = _owned_directory("taskapi-pgbouncer-")
+    server = PgBouncerServer(port=free_port(), directory=directory)
+    (directory / "userlist.txt").write_text('"postgres" ""\n')
+    (directory / "pgbouncer.ini").write_text(
+        f"[databases]\n* = host=127.0.0.1 port={postgres.port}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {server.port}\n"
+        f"unix_socket_dir =\nauth_type = trust\nauth_file = {directory}/userlist.txt\n"
+        f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n"
+        f"reserve_pool_size = 0\nmax_client_conn = 1000\nmax_db_connections = {pool_size}\n"
+        f"logfile = {directory}/pgbouncer.log\npidfile = {directory}/pgbouncer.pid\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    user, group = _run_as()
+    server.process = subprocess.Popen(
+        [binary, str(directory / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        user=user,
+        group=group,
+    )
+    try:
+        poll(_answering(server.port, server.process, directory / "pgbouncer.log"), "pgbouncer")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -17,7 +17,13 @@ from redis.asyncio import Redis
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from tests.services import free_port, redis_commands_during, running_redis, until
+from tests.services import (
+    free_port,
+    redis_commands_during,
+    running_pgbouncer,
+    running_redis,
+    until,
+)
 
 
 def _redis_db(redis_server, db: int) -> str:
@@ -283,3 +289,44 @@ def test_werkzeug_parse_etags_yields_none_for_an_empty_tag():
 
     assert parse_etags('""').as_set() == {None}
     assert parse_etags('"", "a"').as_set() == {None, "a"}
+
+
+async def test_sqlalchemy_pgbouncer_recipe_fails_in_autocommit(postgres_server):
+    """SQLAlchemy's documented recipe for PgBouncer ("Prepared Statement Name with PGBouncer":
+    unique statement names, both statement caches off) still fails through PgBouncer in
+    transaction mode for statements outside a transaction: asyncpg parses only unnamed
+    statements again with their execution, so a named one is executed on a server connection
+    that never saw it. If this fails after an upgrade, the recipe works and
+    taskapi/infra/db.py's pgbouncer_arguments may follow it."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = postgres_server.create_database("defect_pgbouncer")
+    with running_pgbouncer(postgres_server, pool_size=2) as bouncer:
+        recipe = {
+            "prepared_statement_cache_size": 0,
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+        }
+        engine = create_async_engine(
+            bouncer.url(url.rsplit("/", 1)[1]), pool_size=10, connect_args=recipe
+        )
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        errors: list[str] = []
+
+        async def statements(i: int) -> None:
+            async with autocommit.connect() as connection:
+                for j in range(5):
+                    try:
+                        await connection.execute(text("SELECT :x + 1"), {"x": i + j})
+                    except DBAPIError as error:
+                        errors.append(str(error.orig))
+
+        try:
+            await asyncio.gather(*(statements(i) for i in range(20)))
+        finally:
+            await engine.dispose()
+    assert errors and all("prepared statement" in e and "does not exist" in e for e in errors)

@@ -136,9 +136,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        connect_args=pgbouncer_arguments() if settings.db_pgbouncer else {},
     )
     ping_after_idle(engine, settings.db_ping_after_idle_seconds)
     return engine
+
+
+# workaround: SQLAlchemy's PgBouncer recipe (unique statement names) fails in autocommit (pinned by tests/test_library_defects.py::test_sqlalchemy_pgbouncer_recipe_fails_in_autocommit)
+def pgbouncer_arguments() -> dict[str, Any]:
+    """asyncpg's connection arguments behind PgBouncer in transaction mode, where consecutive
+    statements may run on different server connections. With its statement cache off asyncpg
+    prepares unnamed statements and parses each again in the same message batch as its
+    execution, so no statement outlives the server connection it ran on. Named ones (even the
+    unique names SQLAlchemy's documentation suggests) are not parsed again: they fail."""
+    return {"statement_cache_size": 0}
 
 
 def needs_ping(idle_since: float | None, now: float, ping_after_idle: float) -> bool:
@@ -253,8 +264,9 @@ class Database:
     ) -> AsyncIterator[Callable[[], bool]]:
         """Call `callback` on each NOTIFY of `channel` while the block runs (PostgreSQL; on a
         dedicated connection), and once more if that connection is lost; the block gets a
-        function that tells whether it still listens. Elsewhere, or when listening fails (e.g.
-        behind a PgBouncer in transaction mode), nothing is called: the caller polls."""
+        function that tells whether it still listens. It connects to TASKAPI_DB_LISTEN_URL when
+        set, else DATABASE_URL. Elsewhere, or when listening fails, nothing is called: the
+        caller polls (see Settings.listens_for_commits)."""
         if self.settings.is_sqlite:
             yield lambda: True  # nothing to listen to, nothing lost
             return
@@ -262,7 +274,8 @@ class Database:
         refused = False  # listening is refused for good (not an outage): the caller polls
         try:
             # its own connection, outside the pool: it stays open as long as the listener
-            dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+            url = self.settings.db_listen_url or self.settings.database_url
+            dsn = make_url(url).set(drivername="postgresql")
             connection = await asyncpg.connect(dsn.render_as_string(hide_password=False))
             await connection.add_listener(channel, lambda *_: callback())
             connection.add_termination_listener(lambda *_: callback())

@@ -15,6 +15,7 @@ from taskapi.settings.values import (
     SMTP_SCHEMES,
     LogLevel,
     Networks,
+    Nodes,
     RateLimits,
     RateLimitSpec,
     normalise_database_url,
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     db_echo: bool = False
     # A pooled PostgreSQL connection idle longer than this is pinged before use (0: always).
     db_ping_after_idle_seconds: float = Field(5.0, ge=0)
+    # DATABASE_URL is a PgBouncer in transaction mode: no prepared statement outlives the
+    # statement that made it (taskapi/infra/db.py).
+    db_pgbouncer: bool = False
+    # The outbox relay's LISTEN connection, straight to PostgreSQL (LISTEN does not work through
+    # PgBouncer's transaction mode). Empty: DATABASE_URL's, or only polling with db_pgbouncer.
+    db_listen_url: str = ""
     sqlite_busy_timeout_ms: int = Field(5000, ge=0)
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_cost_kib: int = Field(19456, ge=8)
@@ -58,6 +65,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Shared state (Redis). Empty redis_url: in-process backends (one process only).
     redis_url: str = Field("", validation_alias=AliasChoices("TASKAPI_REDIS_URL", "REDIS_URL"))
+    # Redis Sentinel: the sentinels (host:port,...) that name the current primary of the
+    # master called redis_sentinel_master; REDIS_URL's password and database still apply, its
+    # host and port are not used then.
+    redis_sentinels: Nodes = ()
+    redis_sentinel_master: str = ""
     redis_timeout_ms: int = Field(500, ge=1)
     redis_retry_after_ms: int = Field(1000, ge=0)
     ratelimit_enabled: bool = True
@@ -135,6 +147,12 @@ class Settings(BaseSettings):
         require_scheme(url, DATABASE_SCHEMES, "only sqlite:// and postgresql:// URLs are accepted")
         return normalise_database_url(url)
 
+    @field_validator("db_listen_url")
+    @classmethod
+    def _known_listen_database(cls, url: str) -> str:
+        require_scheme(url, DATABASE_SCHEMES[2:], "only postgresql:// URLs are accepted")
+        return normalise_database_url(url)
+
     @field_validator("redis_url")
     @classmethod
     def _known_redis(cls, url: str) -> str:
@@ -146,6 +164,29 @@ class Settings(BaseSettings):
     def _known_smtp(cls, url: str) -> str:
         require_scheme(url, SMTP_SCHEMES, "must start with smtp:// or smtps://")
         return url
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return bool(self.redis_sentinels)
+
+    @property
+    def listens_for_commits(self) -> bool:
+        """Whether a relay can LISTEN: on PostgreSQL, directly (not through PgBouncer)."""
+        return not self.is_sqlite and (bool(self.db_listen_url) or not self.db_pgbouncer)
+
+    @model_validator(mode="after")
+    def _sentinel_complete(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise ValueError(
+                "TASKAPI_REDIS_SENTINELS and TASKAPI_REDIS_SENTINEL_MASTER: set both or neither"
+            )
+        if self.redis_sentinels and not self.redis_url:
+            raise ValueError(
+                "TASKAPI_REDIS_SENTINELS: needs REDIS_URL set too (its password and database "
+                "apply, e.g. redis://:password@sentinel/0; the primary's address comes from "
+                "the sentinels)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:

@@ -63,6 +63,24 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_nodes(text: str) -> tuple[tuple[str, int], ...]:
+    """'10.0.0.1:26379, [::1]:26379' → (host, port) pairs."""
+    nodes = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        host, _, port = part.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"not a host:port: {part!r} (expected e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
+
+
+def _nodes_from(value: object) -> object:
+    if isinstance(value, str):
+        return parse_nodes(value)
+    return value
+
+
 def _limits_from(value: object) -> object:
     return parse_rate_limits(value) if isinstance(value, str) else value
 
@@ -84,6 +102,7 @@ def _log_level(value: object) -> str:
 # Field types: text from a file or a variable is parsed here (NoDecode: not read as JSON).
 RateLimits = Annotated[tuple[RateLimitSpec, ...], NoDecode, BeforeValidator(_limits_from)]
 Networks = Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks_from)]
+Nodes = Annotated[tuple[tuple[str, int], ...], NoDecode, BeforeValidator(_nodes_from)]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)
 ]
