@@ -1,6 +1,7 @@
 """The one place that builds a process's parts from its settings, and the only one that knows
 which implementation of each shared-state port it chose: in this process (no REDIS_URL, the
-embedded default) or in Redis. The app factory, the worker and the CLI call `build_parts`.
+embedded default) or in Redis (REDIS_URL's, or the primary that Redis Sentinel names). The app
+factory, the worker and the CLI call `build_parts`.
 
 It also decides which process relays the outbox: the arq workers with Redis; the app itself in
 the embedded default (its jobs run on its own loop)."""
@@ -37,6 +38,7 @@ from taskapi.infra.redis.idempotency import RedisIdempotency
 from taskapi.infra.redis.login_failures import RedisLoginFailures
 from taskapi.infra.redis.pool import RedisPool
 from taskapi.infra.redis.queue import ArqQueue
+from taskapi.infra.redis.sentinel import SentinelAddress
 from taskapi.infra.redis.state import RedisAnswers, RedisHealth, RedisPublisher, RedisRevocations
 from taskapi.infra.stores import LoginBudgets
 from taskapi.settings import Settings
@@ -126,7 +128,12 @@ def _in_process(settings: Settings, *, relays: bool) -> Parts:
 
 def _in_redis(settings: Settings, *, relays: bool) -> Parts:
     common = _common(settings)
-    pool = RedisPool(settings.redis_url, settings.redis_timeout_ms, settings.redis_retry_after_ms)
+    pool = RedisPool(
+        settings.redis_url,
+        settings.redis_timeout_ms,
+        settings.redis_retry_after_ms,
+        sentinel_address(settings),
+    )
     queue, publisher = ArqQueue(pool), RedisPublisher(pool)
     relay = _relay(settings, common["db"], queue, publisher, shared=True) if relays else None
     revocations = RedisRevocations(pool)
@@ -150,6 +157,15 @@ def _in_redis(settings: Settings, *, relays: bool) -> Parts:
     if relay:
         parts.closing.append(relay.stop)
     return parts
+
+
+def sentinel_address(settings: Settings) -> SentinelAddress | None:
+    """Where Sentinel says the primary is, when TASKAPI_REDIS_SENTINELS is set."""
+    if not settings.uses_sentinel:
+        return None
+    return SentinelAddress(
+        settings.redis_sentinels, settings.redis_sentinel_master, settings.redis_url
+    )
 
 
 def job_resources(parts: Parts) -> JobResources:

@@ -14,10 +14,10 @@ from taskapi.domain.parts import Parts
 from taskapi.infra.db import is_unavailable
 from taskapi.infra.logs import configure_logging
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
-from taskapi.infra.redis.worker_redis import outage_proof_redis_settings
+from taskapi.infra.redis.worker_redis import outage_proof_redis_settings, outage_proof_sentinel_pool
 from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings, SettingsError
-from taskapi.wiring import build_parts, job_resources
+from taskapi.wiring import build_parts, job_resources, sentinel_address
 
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 PARTS = "taskapi_parts"
@@ -51,6 +51,16 @@ def build_worker_settings(settings: Settings) -> type:
     # logging first: a worker started before Redis logs the outage before it starts up
     configure_logging(settings.log_level, settings.log_format)
     redis_settings, redis_retry = outage_proof_redis_settings(settings.redis_url)
+    sentinel = sentinel_address(settings)
+    pool: dict[str, Any] = {}
+    if sentinel is not None:  # the primary Sentinel names, instead of REDIS_URL's host
+        redis_settings, pool["redis_pool"] = outage_proof_sentinel_pool(
+            sentinel,
+            redis_retry,
+            settings.redis_timeout_ms / 1000,
+            job_serializer=serialize_job,
+            job_deserializer=deserialize_job,
+        )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis_retry.serve_while(asyncio.current_task())  # arq runs this in its main loop's task
@@ -78,5 +88,6 @@ def build_worker_settings(settings: Settings) -> type:
         "health_check_interval": settings.worker_health_check_seconds,
         "job_serializer": serialize_job,
         "job_deserializer": deserialize_job,
+        **pool,
     }
     return type("WorkerSettings", (), attributes)

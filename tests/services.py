@@ -173,6 +173,7 @@ class RedisServer:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()  # more of redis-server's options, e.g. --replicaof
 
     @property
     def url(self) -> str:
@@ -183,7 +184,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
             + ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-            + ["--protected-mode", "no"],
+            + ["--protected-mode", "no", *self.options],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -355,4 +356,109 @@ def running_pgbouncer(postgres: PostgresServer, pool_size: int = 4) -> Iterator[
         yield server
     finally:
         server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+SENTINEL_MASTER = "taskapi"
+
+
+@dataclasses.dataclass
+class SentinelGroup:
+    """A primary, its replica and three sentinels (quorum 2) watching them, on free ports;
+    a primary unreachable for `down_after_ms` is failed over to the replica."""
+
+    primary: RedisServer
+    replica: RedisServer
+    sentinel_ports: list[int]
+    directory: Path
+    sentinels: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+    @property
+    def addresses(self) -> str:
+        """TASKAPI_REDIS_SENTINELS' value."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def primary_port(self) -> int | None:
+        """The port of the primary the first sentinel that answers names."""
+        import redis
+
+        for port in self.sentinel_ports:
+            try:
+                with redis.Redis(port=port, socket_timeout=0.5) as client:
+                    address = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+            except redis.RedisError:
+                continue
+            if address:
+                return int(address[1])
+        return None
+
+    def _ready(self) -> bool:
+        import redis
+
+        with redis.Redis(port=self.replica.port, socket_timeout=0.5) as replica:
+            if replica.info("replication").get("master_link_status") != "up":
+                return False
+        for port in self.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=0.5) as client:
+                state = client.sentinel_master(SENTINEL_MASTER)
+            if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
+                return False
+        return True
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.kill()
+            process.wait()
+        self.sentinels = []
+        self.primary.stop()
+        self.replica.stop()
+
+
+@contextlib.contextmanager
+def running_sentinels(down_after_ms: int = 1000) -> Iterator[SentinelGroup]:
+    binary = shutil.which("redis-server")
+    sentinel = shutil.which("redis-sentinel")
+    if binary is None or sentinel is None:
+        unavailable(
+            "the `redis-server` and `redis-sentinel` binaries are not installed "
+            "(apt-get install redis-server redis-sentinel)"
+        )
+    assert binary is not None and sentinel is not None
+    directory = Path(tempfile.mkdtemp(prefix="taskapi-sentinel-"))
+    primary_dir, replica_dir = directory / "primary", directory / "replica"
+    primary_dir.mkdir()
+    replica_dir.mkdir()
+    primary = RedisServer(binary=binary, port=free_port(), directory=primary_dir)
+    replica = RedisServer(
+        binary=binary,
+        port=free_port(),
+        directory=replica_dir,
+        options=("--replicaof", "127.0.0.1", str(primary.port)),
+    )
+    group = SentinelGroup(primary, replica, [free_port() for _ in range(3)], directory)
+    try:
+        primary.start()
+        replica.start()
+        for i, port in enumerate(group.sentinel_ports):
+            config = directory / f"sentinel{i}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {directory}\n"
+                f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary.port} 2\n"
+                f"sentinel down-after-milliseconds {SENTINEL_MASTER} {down_after_ms}\n"
+                f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+            )
+            with (directory / f"sentinel{i}.log").open("ab") as log:
+                group.sentinels.append(
+                    subprocess.Popen(
+                        [sentinel, str(config)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        poll(group._ready, "the replica and the three sentinels to see each other")
+        yield group
+    finally:
+        group.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -22,6 +22,7 @@ from tests.services import (
     redis_commands_during,
     running_pgbouncer,
     running_redis,
+    running_sentinels,
     until,
 )
 
@@ -330,3 +331,55 @@ async def test_sqlalchemy_pgbouncer_recipe_fails_in_autocommit(postgres_server):
         finally:
             await engine.dispose()
     assert errors and all("prepared statement" in e and "does not exist" in e for e in errors)
+
+
+async def test_arq_sentinel_mode_drops_retry_and_timeouts():
+    """arq's create_pool with `sentinel=True` builds redis-py's Sentinel from the database and
+    credentials alone: the RedisSettings' retry (and any timeout) never reaches the primary's
+    connections, so a worker on it exits at the first failover. If this fails after an
+    upgrade, outage_proof_sentinel_pool in taskapi/infra/redis/worker_redis.py may go."""
+    from arq.connections import RedisSettings, create_pool
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    retry = Retry(NoBackoff(), retries=7)
+    with running_sentinels() as group:
+        settings = RedisSettings(
+            host=[("127.0.0.1", port) for port in group.sentinel_ports],
+            sentinel=True,
+            sentinel_master="taskapi",
+            retry=retry,
+            conn_timeout=3,
+        )
+        pool = await create_pool(settings)
+        try:
+            kwargs = pool.connection_pool.connection_kwargs
+            assert "retry" not in kwargs and "socket_connect_timeout" not in kwargs
+        finally:
+            await pool.aclose()
+
+
+async def test_redis_py_raises_watch_error_from_the_command_that_met_the_loss():
+    """A pipeline WATCHing a key whose connection is lost raises WatchError from the command
+    that met the loss (even with a retry that would try it again), not from `execute()`:
+    arq's job start catches WatchError only around `execute()`, so its worker would exit. If
+    this fails after an upgrade, _WatchLossTolerantPipeline in
+    taskapi/infra/redis/worker_redis.py may go."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import WatchError
+
+    with running_redis() as server:
+        client = Redis.from_url(
+            server.url, retry=Retry(NoBackoff(), retries=3), retry_on_error=[RedisConnectionError]
+        )
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                await pipe.watch("watched")
+                server.stop()
+                server.start()
+                with pytest.raises(WatchError):
+                    await pipe.exists("watched")
+        finally:
+            await client.aclose()

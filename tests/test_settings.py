@@ -144,6 +144,10 @@ def test_limits_and_networks_are_stored_parsed():
         ("TASKAPI_DATABASE_URL", "db.sqlite", "TASKAPI_DATABASE_URL: only sqlite:// and post"),
         ("REDIS_URL", "http://cache:6379", "REDIS_URL: must start with redis://, rediss://"),
         ("TASKAPI_SMTP_URL", "mail.example.com", "TASKAPI_SMTP_URL: must start with smtp://"),
+        ("TASKAPI_DB_PGBOUNCER", "maybe", "TASKAPI_DB_PGBOUNCER: must be true or false"),
+        ("TASKAPI_DB_LISTEN_URL", "sqlite:///x.db", "TASKAPI_DB_LISTEN_URL: only postgresql://"),
+        ("TASKAPI_REDIS_SENTINELS", "sentinel-a", "TASKAPI_REDIS_SENTINELS: not a host:port"),
+        ("TASKAPI_REDIS_SENTINELS", "10.0.0.1:0", "TASKAPI_REDIS_SENTINELS: not a host:port"),
         ("TASKAPI_ENV", "staging", "TASKAPI_ENV: must be one of development, testing, production"),
         ("TASKAPI_PROXY_HOPS", "1", "TASKAPI_PROXY_HOPS: removed; list your proxies' addresses"),
         (
@@ -160,6 +164,53 @@ def test_a_bad_value_is_one_line_naming_its_variable(name, value, line):
     message = str(refused.value)
     assert message.startswith(line)
     assert "\n" not in message
+
+
+def test_sentinels_are_stored_as_hosts_and_ports():
+    settings = load_settings(
+        environ={
+            "REDIS_URL": "redis://:secret@unused/2",
+            "TASKAPI_REDIS_SENTINELS": "10.0.0.1:26379, [::1]:26380",
+            "TASKAPI_REDIS_SENTINEL_MASTER": "taskapi",
+        }
+    )
+    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert settings.uses_sentinel
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        (
+            {"REDIS_URL": "redis://x/0", "TASKAPI_REDIS_SENTINELS": "10.0.0.1:26379"},
+            "TASKAPI_REDIS_SENTINELS and TASKAPI_REDIS_SENTINEL_MASTER: set both or neither",
+        ),
+        (
+            {"REDIS_URL": "redis://x/0", "TASKAPI_REDIS_SENTINEL_MASTER": "taskapi"},
+            "TASKAPI_REDIS_SENTINELS and TASKAPI_REDIS_SENTINEL_MASTER: set both or neither",
+        ),
+        (
+            {"TASKAPI_REDIS_SENTINELS": "10.0.0.1:26379", "TASKAPI_REDIS_SENTINEL_MASTER": "t"},
+            "TASKAPI_REDIS_SENTINELS: needs REDIS_URL set too",
+        ),
+    ],
+)
+def test_sentinel_settings_come_together(environ, line):
+    with pytest.raises(SettingsError) as refused:
+        load_settings(environ=environ)
+    assert str(refused.value).startswith(line)
+    assert "\n" not in str(refused.value)
+
+
+def test_behind_pgbouncer_the_relay_listens_only_on_a_direct_url():
+    direct = {"DATABASE_URL": "postgresql://db/taskapi"}
+    assert load_settings(environ=direct).listens_for_commits
+    bounced = {**direct, "TASKAPI_DB_PGBOUNCER": "1"}
+    assert not load_settings(environ=bounced).listens_for_commits
+    listen = {**bounced, "TASKAPI_DB_LISTEN_URL": "postgresql://db-direct/taskapi"}
+    settings = load_settings(environ=listen)
+    assert settings.listens_for_commits
+    assert settings.db_listen_url == "postgresql+asyncpg://db-direct/taskapi"
 
 
 def test_a_bad_url_is_reported_without_its_password():

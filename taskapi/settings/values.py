@@ -70,7 +70,9 @@ def parse_nodes(text: str) -> tuple[tuple[str, int], ...]:
         host, _, port = part.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"not a host:port: {part!r} (expected e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+            raise ValueError(
+                f"not a host:port: {part!r} (expected e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+            )
         nodes.append((host, int(port)))
     return tuple(nodes)
 

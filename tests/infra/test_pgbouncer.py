@@ -30,7 +30,9 @@ def pgbouncer(postgres_server: PostgresServer) -> Iterator[PgBouncerServer]:
         yield server
 
 
-async def _bounced_apps(make_apps: Any, pgbouncer: PgBouncerServer, **overrides: Any) -> list[Quart]:
+async def _bounced_apps(
+    make_apps: Any, pgbouncer: PgBouncerServer, **overrides: Any
+) -> list[Quart]:
     """Two instances whose DATABASE_URL is the pgbouncer (after one direct instance that
     empties the tables, as make_apps' first call does)."""
     (direct,) = await make_apps(1)
@@ -80,9 +82,12 @@ async def _contract_flow(first: Quart, second: Quart) -> list[str]:
 async def _mixed_load(apps: list[Quart], accounts: list[Account]) -> list[int]:
     """CONCURRENT requests at once over both instances: creates, reads, lists, updates,
     logins; the status of each."""
-    seeds = [await apps[0].test_client().post(
-        "/api/tasks/", headers=account.headers, json={"title": "seed"}
-    ) for account in accounts]
+    seeds = [
+        await apps[0]
+        .test_client()
+        .post("/api/tasks/", headers=account.headers, json={"title": "seed"})
+        for account in accounts
+    ]
     seed_ids = [(await seed.get_json())["data"]["id"] for seed in seeds]
 
     async def one(i: int) -> int:
@@ -160,8 +165,10 @@ async def test_a_worker_relay_behind_pgbouncer_listens_only_on_the_direct_url(
     await parts.open()
     try:
         account = await create_account(apps[0])
-        response = await apps[1].test_client().post(
-            "/api/tasks/", headers=account.headers, json={"title": "wakes the relay"}
+        response = (
+            await apps[1]
+            .test_client()
+            .post("/api/tasks/", headers=account.headers, json={"title": "wakes the relay"})
         )
         assert response.status_code == 201
 

@@ -12,6 +12,7 @@ from typing import TypeVar
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from taskapi.infra.redis.sentinel import SentinelAddress, primary_pool
 from taskapi.infra.stores import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,18 @@ class Breaker:
 
 
 class RedisPool:
-    """One client (and connection pool) per process, opened before serving, closed after."""
+    """One client (and connection pool) per process, opened before serving, closed after: to
+    REDIS_URL, or to the primary that `sentinel`'s sentinels name."""
 
-    def __init__(self, url: str, timeout_ms: int, retry_after_ms: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_ms: int,
+        retry_after_ms: int,
+        sentinel: SentinelAddress | None = None,
+    ) -> None:
         self.url = url
+        self.sentinel = sentinel
         self.timeout = timeout_ms / 1000
         self.breaker = Breaker(retry_after_ms / 1000)
         self._client: redis.Redis | None = None
@@ -67,7 +76,12 @@ class RedisPool:
         return self._client
 
     async def open(self) -> None:
-        if self._client is None:
+        if self._client is None and self.sentinel is not None:
+            pool = primary_pool(
+                self.sentinel, self.timeout, health_check_interval=30, decode_responses=False
+            )
+            self._client = redis.Redis.from_pool(pool)
+        elif self._client is None:
             self._client = redis.Redis.from_url(
                 self.url,
                 socket_timeout=self.timeout,
