@@ -226,14 +226,25 @@ def relay_delays(database_url: str) -> str:
 
 
 @contextlib.contextmanager
-def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
-    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
-    from tests.services import free_port, poll, running_postgres, running_redis
+def local_deployment(workers: int, pgbouncer_pool: int) -> Iterator[tuple[str, list[int]]]:
+    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids).
+    With `pgbouncer_pool`, the servers reach PostgreSQL through a PgBouncer in transaction mode
+    with that many server connections (TASKAPI_DB_PGBOUNCER=1; the relay listens directly)."""
+    from tests.services import (
+        free_port,
+        poll,
+        running_pgbouncer,
+        running_postgres,
+        running_redis,
+    )
 
-    with running_postgres() as pg, running_redis() as redis:
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(running_postgres())
+        redis = stack.enter_context(running_redis())
+        direct = pg.create_database("bench")
         env = {
             **os.environ,
-            "DATABASE_URL": pg.create_database("bench"),
+            "DATABASE_URL": direct,
             "REDIS_URL": redis.url,
             "PORT": str(free_port()),
             "WORKERS": str(workers),
@@ -245,6 +256,11 @@ def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
             check=True,
             capture_output=True,
         )
+        if pgbouncer_pool:
+            bouncer = stack.enter_context(running_pgbouncer(pg, pool_size=pgbouncer_pool))
+            env["DATABASE_URL"] = bouncer.url("bench")
+            env.setdefault("TASKAPI_DB_PGBOUNCER", "1")  # 0 shows what it is for
+            env["TASKAPI_DB_LISTEN_URL"] = direct
         log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
         server = subprocess.Popen(
             ["bash", str(ROOT / "bench/serve.sh")],
@@ -267,7 +283,7 @@ def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
                 ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
             ).stdout.split()
             global LOCAL_DATABASE_URL
-            LOCAL_DATABASE_URL = env["DATABASE_URL"]
+            LOCAL_DATABASE_URL = direct
             yield base, [int(p) for p in children]
         finally:
             os.killpg(server.pid, 15)
@@ -289,6 +305,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server processes (local only)")
     parser.add_argument("--shared-tasks", type=int, default=100, help="the tasks S5 writes")
     parser.add_argument("--scenarios", default="S1 S2 S3 S4 S5")
+    parser.add_argument(
+        "--pgbouncer",
+        type=int,
+        default=0,
+        metavar="POOL",
+        help="local only: reach PostgreSQL through a PgBouncer in transaction mode with POOL "
+        "server connections (and TASKAPI_DB_PGBOUNCER=1)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -297,7 +321,7 @@ def main() -> None:
         pids: list[int] = []
         base = args.base
         if base is None:
-            base, pids = stack.enter_context(local_deployment(args.workers))
+            base, pids = stack.enter_context(local_deployment(args.workers, args.pgbouncer))
             Client(base).call(
                 "POST",
                 "/auth/register",
