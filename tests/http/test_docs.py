@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
 
-NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui"}
+NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui", "favicon"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}
 
 
