@@ -141,8 +141,7 @@ def test_swagger_ui_authorizes_and_calls_the_api(site, browser, tmp_path):
     (me,) = [
         block
         for block in browser.find_elements(By.CSS_SELECTOR, ".opblock-get")
-        if block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").text.strip()
-        == "/auth/me"
+        if block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").text.strip() == "/auth/me"
     ]
     me.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
     _until(browser, lambda d: me.find_element(By.CSS_SELECTOR, ".try-out__btn"), "Try it out")
@@ -150,7 +149,9 @@ def test_swagger_ui_authorizes_and_calls_the_api(site, browser, tmp_path):
     me.find_element(By.CSS_SELECTOR, ".execute").click()
     status = _until(
         browser,
-        lambda d: me.find_element(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"),
+        lambda d: me.find_element(
+            By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"
+        ),
         "the live response",
     )
     assert status.text.strip() == "200"
