@@ -68,12 +68,16 @@ def _refuse_exposed_weak_secret(settings: Settings, host: str) -> None:
     committed development secret: require a real one there."""
     if _is_loopback(host):
         return
-    weakness = secret_weakness(settings.jwt_secret_key)
-    if weakness is not None:
-        raise click.ClickException(
-            f"TASKAPI_JWT_SECRET_KEY: serving on HOST={host} (beyond loopback) needs a real "
-            f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
-        )
+    accepted = enumerate(settings.jwt_accepted_keys, 1)
+    keys = [("TASKAPI_JWT_SECRET_KEY", settings.jwt_secret_key)]
+    keys += [(f"TASKAPI_JWT_ACCEPTED_KEYS (key {n})", key) for n, key in accepted]
+    for variable, key in keys:
+        weakness = secret_weakness(key)
+        if weakness is not None:
+            raise click.ClickException(
+                f"{variable}: serving on HOST={host} (beyond loopback) needs a real "
+                f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
+            )
 
 
 def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
