@@ -76,7 +76,7 @@ def bearer(token: str) -> dict[str, str]:
 async def test_the_readmes_backup_and_restore_bring_everything_back(
     postgres_server, redis_server, tmp_path
 ):
-    for binary in ("pg_dump", "pg_restore", "createdb"):
+    for binary in ("pg_dump", "pg_restore", "createdb", "dropdb"):
         if not (postgres_server.bindir / binary).exists():
             unavailable(f"`{binary}` is not installed beside postgres (postgresql-client)")
     redis_server.flush()
@@ -164,6 +164,8 @@ async def test_the_readmes_recipe_requeues_the_jobs_a_lost_redis_held(
     lost = await (await client.get(status_url, headers=account.headers)).get_json()
     assert lost["status"] == "not_found"
 
+    if not (postgres_server.bindir / "psql").exists():
+        unavailable("`psql` is not installed beside postgres (postgresql-client)")
     block = readme_block("### Backup and restore", "psql")
     database_url = plain(settings_of(app).database_url)
     result = await asyncio.to_thread(
