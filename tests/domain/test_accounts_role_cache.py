@@ -106,7 +106,7 @@ async def test_a_deleted_user_is_refused_within_the_role_cache_time(make_apps):
 
 
 async def test_a_deactivated_user_is_refused_within_the_role_cache_time(make_apps):
-    """Whatever wrote the flag (the generation left as it was): the gate asks for active accounts."""
+    """Whatever wrote the flag (the generation left as it was): the gate asks for active ones."""
     (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
     clock = Clock()
     _roles_on(app, clock)
