@@ -383,3 +383,13 @@ async def test_redis_py_raises_watch_error_from_the_command_that_met_the_loss():
                     await pipe.exists("watched")
         finally:
             await client.aclose()
+
+
+def test_schema_docs_pages_have_no_doctype():
+    """quart-schema's Swagger UI and ReDoc pages start without `<!doctype html>`, so browsers
+    render them in quirks mode. If this fails after an upgrade, taskapi/http/doc_pages.py may
+    give way to the library's pages (it also keeps their scripts free of inline code)."""
+    from quart_schema.extension import REDOC_TEMPLATE, SWAGGER_TEMPLATE
+
+    for template in (REDOC_TEMPLATE, SWAGGER_TEMPLATE):
+        assert not template.lstrip().lower().startswith("<!doctype html>")
