@@ -14,7 +14,11 @@ from taskapi.domain.parts import Parts
 from taskapi.infra.db import is_unavailable
 from taskapi.infra.logs import configure_logging
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
-from taskapi.infra.redis.worker_redis import outage_proof_redis_settings, outage_proof_sentinel_pool
+from taskapi.infra.redis.worker_redis import (
+    outage_proof_pool,
+    outage_proof_redis_settings,
+    outage_proof_sentinel_pool,
+)
 from taskapi.infra.stores import RetryLater
 from taskapi.settings import Settings, SettingsError
 from taskapi.wiring import build_parts, job_resources, sentinel_address
@@ -50,16 +54,18 @@ def build_worker_settings(settings: Settings) -> type:
 
     # logging first: a worker started before Redis logs the outage before it starts up
     configure_logging(settings.log_level, settings.log_format)
+    # the worker's own client of Redis (arq's create_pool is left out; its RedisSettings serve
+    # `arq --check`)
     redis_settings, redis_retry = outage_proof_redis_settings(settings.redis_url)
+    serializers = {"job_serializer": serialize_job, "job_deserializer": deserialize_job}
     sentinel = sentinel_address(settings)
-    pool: dict[str, Any] = {}
-    if sentinel is not None:  # the primary Sentinel names, instead of REDIS_URL's host
-        redis_settings, pool["redis_pool"] = outage_proof_sentinel_pool(
-            sentinel,
-            redis_retry,
-            settings.redis_timeout_ms / 1000,
-            job_serializer=serialize_job,
-            job_deserializer=deserialize_job,
+    if sentinel is None:
+        redis_pool = outage_proof_pool(
+            redis_settings, settings.redis_url, redis_retry, **serializers
+        )
+    else:  # the primary Sentinel names, instead of REDIS_URL's host
+        redis_settings, redis_pool = outage_proof_sentinel_pool(
+            sentinel, redis_retry, settings.redis_timeout_ms / 1000, **serializers
         )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
@@ -78,6 +84,7 @@ def build_worker_settings(settings: Settings) -> type:
         "__doc__": "`arq worker.WorkerSettings`: taskapi's background jobs.",
         "functions": [_for_arq(job) for job in JOB_FUNCTIONS],
         "redis_settings": redis_settings,
+        "redis_pool": redis_pool,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "max_tries": settings.job_max_tries,
@@ -88,6 +95,5 @@ def build_worker_settings(settings: Settings) -> type:
         "health_check_interval": settings.worker_health_check_seconds,
         "job_serializer": serialize_job,
         "job_deserializer": deserialize_job,
-        **pool,
     }
     return type("WorkerSettings", (), attributes)

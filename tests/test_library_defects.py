@@ -114,7 +114,8 @@ async def test_arq_enqueue_job_takes_three_round_trips(redis_server):
 async def test_arq_worker_exits_when_redis_goes_away():
     """arq's Worker lets the first Redis connection error out of its poll loop (`main()` raises,
     the process is gone), and `create_pool` raises once `conn_retries` are spent. If this fails
-    after an upgrade, the retrying RedisSettings of taskapi/infra/redis/worker_redis.py may go."""
+    after an upgrade, the worker's own client (outage_proof_pool in
+    taskapi/infra/redis/worker_redis.py) may go."""
     from arq.connections import RedisSettings, create_pool
     from arq.worker import Worker, func
     from redis.exceptions import ConnectionError as RedisConnectionError

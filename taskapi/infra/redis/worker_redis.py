@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import ConnectionPool
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -94,10 +95,10 @@ class WaitOutOutage(Retry):
                 return result
 
 
-# workaround: arq Worker exits on a Redis connection error and create_pool gives up after conn_retries (pinned by tests/test_library_defects.py::test_arq_worker_exits_when_redis_goes_away)
 def outage_proof_redis_settings(dsn: str) -> tuple[RedisSettings, WaitOutOutage]:
-    """arq's RedisSettings for `dsn` whose every call waits out an outage; and its Retry, for
-    the worker's start-up to tell it which task runs the worker."""
+    """arq's RedisSettings for `dsn` (what `arq --check` connects with) whose every call waits
+    out an outage; and its Retry, which the worker's own client shares, for the worker's
+    start-up to tell it which task runs the worker."""
     retry = WaitOutOutage()
     settings = RedisSettings.from_dsn(dsn)
     settings.retry = retry
@@ -139,6 +140,21 @@ class _WorkerArqRedis(ArqRedis):
         return _WatchLossTolerantPipeline(
             self.connection_pool, self.response_callbacks, transaction, shard_hint
         )
+
+
+# workaround: arq Worker exits on a Redis connection error and create_pool gives up after conn_retries (pinned by tests/test_library_defects.py::test_arq_worker_exits_when_redis_goes_away)
+def outage_proof_pool(
+    settings: RedisSettings, dsn: str, retry: WaitOutOutage, **arq_options: Any
+) -> ArqRedis:
+    """The worker's arq client of `dsn` (connecting within `settings`' conn_timeout), every
+    call waiting out an outage with `retry`. `arq_options`: ArqRedis' own (its serializers)."""
+    pool = ConnectionPool.from_url(
+        dsn,
+        socket_connect_timeout=settings.conn_timeout,
+        retry=retry,
+        retry_on_error=list(OUTAGE_ERRORS),
+    )
+    return _WorkerArqRedis(pool_or_conn=pool, **arq_options)
 
 
 # workaround: arq's sentinel mode passes neither a Retry nor timeouts to redis-py (pinned by tests/test_library_defects.py::test_arq_sentinel_mode_drops_retry_and_timeouts)
