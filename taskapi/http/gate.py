@@ -29,6 +29,7 @@ from taskapi.http.request_ids import assign_request_id, echo_request_id
 from taskapi.http.responses import options_as_204
 from taskapi.http.security_headers import add_security_headers
 from taskapi.http.tokens import ACCESS, TokenClaims, read_bearer_token
+from taskapi.infra import metrics
 from taskapi.infra.logs import request_id_var
 from taskapi.infra.stores import (
     CacheSlot,
@@ -269,6 +270,7 @@ class Gate:
         admission.slot, admission.lookup = slot, answer.lookup
         entry = answer.lookup.entry if answer.lookup is not None else None
         admission.hit = entry is not None
+        metrics.cache_looked_up(admission.policy.cache or "", admission.hit)
         return entry
 
     async def _limit_by(self, admission: Admission, route: Route, scope: str) -> None:
@@ -295,6 +297,7 @@ class Gate:
         if answer.outcome is not None:
             decision = admission.rate = decide(route.limits, answer.outcome)
             if not decision.allowed:
+                metrics.rate_limited("request")
                 raise APIError(
                     429,
                     "Too many requests. Try again later.",

@@ -9,6 +9,7 @@ from quart import Response, request
 
 from taskapi.domain import idempotency
 from taskapi.errors import APIError
+from taskapi.infra import metrics
 from taskapi.infra.stores import Claimed, IdempotencyClaim
 
 HEADER = "Idempotency-Key"
@@ -85,4 +86,5 @@ def answer_to_retry(claim: IdempotencyClaim, claimed: Claimed) -> Response:
         )
     response = Response(entry.body, status=entry.status, headers=entry.headers)
     response.headers[REPLAYED] = "true"
+    metrics.idempotent_replay()
     return response

@@ -28,6 +28,7 @@ from taskapi.http.responses import json_response, no_content, success
 from taskapi.http.state import current_parts
 from taskapi.http.tokens import TokenClaims, issue_access_token, issue_tokens, verify_token
 from taskapi.http.validation import json_body, parse_body
+from taskapi.infra import metrics
 from taskapi.infra.stores import LoginCharge, StoreUnavailable
 
 bp = Blueprint("auth", __name__)
@@ -165,6 +166,7 @@ async def _charge_the_attempt(parts: Parts, username: str) -> LoginCharge | None
             return None
         raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
     if charge.retry_after:
+        metrics.rate_limited("login_failures")
         raise APIError(
             429,
             "Too many failed logins for this username. Try again later.",
