@@ -4,6 +4,7 @@ database code and write path as the app)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -89,7 +90,7 @@ def build_worker_settings(settings: Settings) -> type:
                 address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
                 raise SystemExit(
                     f"taskapi worker: TASKAPI_WORKER_METRICS_PORT: cannot listen on {address}: "
-                    f"{error.strerror or error}"
+                    f"{os.strerror(error.errno) if error.errno else error}"
                 ) from None
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
