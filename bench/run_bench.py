@@ -7,7 +7,9 @@ deployment it starts itself: PostgreSQL and Redis from the machine's binaries, m
 Prints req/s, p50, p99 and errors per scenario, the servers' resident memory, and /health and
 S1 latency during 100 concurrent logins. S5 (PATCH with If-Match on 100 shared tasks, created
 just before it runs, re-reading on 412) also prints the share of its PATCHes answered 412; those
-412s are not counted as errors. Speed is measured here, never asserted.
+412s are not counted as errors. `--metrics-cost ROUNDS` runs only S1, with the Prometheus
+metrics on and off (TASKAPI_METRICS_ENABLED) in alternating rounds on one local deployment, and
+prints the ratio. Speed is measured here, never asserted.
 """
 
 from __future__ import annotations
@@ -226,9 +228,9 @@ def relay_delays(database_url: str) -> str:
 
 
 @contextlib.contextmanager
-def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
-    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
-    from tests.services import free_port, poll, running_postgres, running_redis
+def local_stores() -> Iterator[dict[str, str]]:
+    """PostgreSQL + Redis + migrated schema; yields the environment bench/serve.sh needs."""
+    from tests.services import free_port, running_postgres, running_redis
 
     with running_postgres() as pg, running_redis() as redis:
         env = {
@@ -236,7 +238,6 @@ def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
             "DATABASE_URL": pg.create_database("bench"),
             "REDIS_URL": redis.url,
             "PORT": str(free_port()),
-            "WORKERS": str(workers),
         }
         subprocess.run(
             [str(ROOT / ".venv/bin/taskapi"), "db", "upgrade"],
@@ -245,33 +246,109 @@ def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
             check=True,
             capture_output=True,
         )
-        log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
-        server = subprocess.Popen(
-            ["bash", str(ROOT / "bench/serve.sh")],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        global LOCAL_DATABASE_URL
+        LOCAL_DATABASE_URL = env["DATABASE_URL"]
+        yield env
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
+    """bench/serve.sh with `env` until the block ends; yields (base URL, server pids)."""
+    from tests.services import poll
+
+    log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
+    server = subprocess.Popen(
+        ["bash", str(ROOT / "bench/serve.sh")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{env['PORT']}"
+
+    def up() -> bool:
+        with contextlib.suppress(OSError):
+            return Client(base).call("GET", "/health")[0] == 200
+        return False
+
+    try:
+        poll(up, "the benchmark server")
+        children = subprocess.run(
+            ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        yield base, [int(p) for p in children]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def local_deployment(workers: int) -> Iterator[tuple[str, list[int]]]:
+    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
+    with local_stores() as env, serving({**env, "WORKERS": str(workers)}) as deployed:
+        yield deployed
+
+
+def register(base: str, username: str, password: str) -> None:
+    Client(base).call(
+        "POST",
+        "/auth/register",
+        {"username": username, "email": f"{username}@example.com", "password": password},
+    )
+
+
+def requests_counted(base: str) -> float:
+    """The sum of taskapi_http_requests_total of the process that answers this scrape."""
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    if response.status != 200:
+        return float("nan")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("taskapi_http_requests_total{")
+    )
+
+
+def metrics_cost(args: argparse.Namespace) -> None:
+    """S1 with TASKAPI_METRICS_ENABLED true and false, in alternating rounds on one local
+    deployment (the servers restarted between runs, the data kept): req/s per run, and the
+    ratio of the medians."""
+    rps: dict[str, list[float]] = {"true": [], "false": []}
+    with local_stores() as env:
+        env = {**env, "WORKERS": str(args.workers)}
+        ids_file: Path | None = None
+        print(
+            f"metrics cost: S1, wrk -t{args.threads} -c{args.connections}, {args.duration}s "
+            f"per run after {args.warmup}s warm-up, {args.metrics_cost} rounds"
         )
-        base = f"http://127.0.0.1:{env['PORT']}"
-
-        def up() -> bool:
-            with contextlib.suppress(OSError):
-                return Client(base).call("GET", "/health")[0] == 200
-            return False
-
-        try:
-            poll(up, "the benchmark server")
-            children = subprocess.run(
-                ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
-            ).stdout.split()
-            global LOCAL_DATABASE_URL
-            LOCAL_DATABASE_URL = env["DATABASE_URL"]
-            yield base, [int(p) for p in children]
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=60)
+        for round_number in range(args.metrics_cost):
+            order = ("true", "false") if round_number % 2 == 0 else ("false", "true")
+            for enabled in order:
+                with serving({**env, "TASKAPI_METRICS_ENABLED": enabled}) as (base, _pids):
+                    if ids_file is None:
+                        register(base, args.username, args.password)
+                        token = login(base, args.username, args.password)
+                        ids_file = write_ids(create_tasks(base, token, args.tasks))
+                    token = login(base, args.username, args.password)
+                    result = run_wrk(base, "S1", token, ids_file, args)
+                    counted = requests_counted(base) if enabled == "true" else None
+                rps[enabled].append(result["rps"])
+                shown = f", {counted:.0f} requests counted by one process" if counted else ""
+                print(
+                    f"  round {round_number + 1} metrics {'on ' if enabled == 'true' else 'off'}"
+                    f"  {result['rps']:>7.0f} req/s  p50 {result['p50']:.2f} ms  "
+                    f"p99 {result['p99']:.2f} ms  errors {result['errors']}{shown}"
+                )
+    on, off = statistics.median(rps["true"]), statistics.median(rps["false"])
+    print(
+        f"S1 median req/s: metrics on {on:.0f}, off {off:.0f}: on/off = {on / off:.3f} "
+        f"({100 * (1 - on / off):+.1f} % cost)"
+    )
 
 
 def main() -> None:
@@ -289,24 +366,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server processes (local only)")
     parser.add_argument("--shared-tasks", type=int, default=100, help="the tasks S5 writes")
     parser.add_argument("--scenarios", default="S1 S2 S3 S4 S5")
+    parser.add_argument(
+        "--metrics-cost",
+        type=int,
+        metavar="ROUNDS",
+        help="only S1, with the metrics on and off in ROUNDS alternating rounds (local only)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
+    if args.metrics_cost:
+        if args.base:
+            sys.exit("--metrics-cost restarts the servers: it runs on a local deployment only")
+        metrics_cost(args)
+        return
 
     with contextlib.ExitStack() as stack:
         pids: list[int] = []
         base = args.base
         if base is None:
             base, pids = stack.enter_context(local_deployment(args.workers))
-            Client(base).call(
-                "POST",
-                "/auth/register",
-                {
-                    "username": args.username,
-                    "email": f"{args.username}@example.com",
-                    "password": args.password,
-                },
-            )
+            register(base, args.username, args.password)
         token = login(base, args.username, args.password)
         ids = create_tasks(base, token, args.tasks)
         ids_file = write_ids(ids)
