@@ -345,9 +345,11 @@ def metrics_cost(args: argparse.Namespace) -> None:
                     f"p99 {result['p99']:.2f} ms  errors {result['errors']}{shown}"
                 )
     on, off = statistics.median(rps["true"]), statistics.median(rps["false"])
+    ratios = [a / b for a, b in zip(rps["true"], rps["false"], strict=True)]
     print(
-        f"S1 median req/s: metrics on {on:.0f}, off {off:.0f}: on/off = {on / off:.3f} "
-        f"({100 * (1 - on / off):+.1f} % cost)"
+        f"S1 median req/s: metrics on {on:.0f}, off {off:.0f}; on/off per round "
+        + " ".join(f"{r:.3f}" for r in ratios)
+        + f", median {statistics.median(ratios):.3f}"
     )
 
 

@@ -59,11 +59,11 @@ class RequestMetrics:
 
     def __init__(
         self,
-        inner: ASGIFramework,
+        app: ASGIFramework,
         allow: Sequence[Network],
         before_scrape: Callable[[], Awaitable[None]],
     ) -> None:
-        self.inner = inner
+        self.app = app
         self.allow = tuple(allow)
         self.before_scrape = before_scrape
 
@@ -71,7 +71,7 @@ class RequestMetrics:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] != "http":
-            await self.inner(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         if scope["path"] == PATH and scope["method"] in ("GET", "HEAD") and self._allowed(scope):
             await self._scrape(scope, send)
@@ -89,7 +89,7 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.inner(noted, receive, sending)
+            await self.app(noted, receive, sending)
         finally:
             elapsed = time.perf_counter() - started
             metrics.request_answered(note.template, scope["method"], status, elapsed)
