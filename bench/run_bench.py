@@ -89,7 +89,16 @@ def create_tasks(base: str, token: str, count: int, title: str = "bench") -> lis
         return list(pool.map(create, range(count)))
 
 
-def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse.Namespace) -> dict:
+def run_wrk(
+    base: str,
+    scenario: str,
+    token: str,
+    ids_file: Path,
+    args: argparse.Namespace,
+    pids: list[int] | None = None,
+) -> dict:
+    """One scenario after its warm-up; with `pids`, also the CPU those processes used during
+    the measured run (`cpu_seconds`)."""
     env = {
         **os.environ,
         "BENCH_TOKEN": token,
@@ -101,6 +110,7 @@ def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse
     subprocess.run(
         ["wrk", "-d", f"{args.warmup}s", *common], env=env, capture_output=True, check=True
     )
+    cpu_before = cpu_seconds(pids or [])
     out = subprocess.run(
         ["wrk", "-d", f"{args.duration}s", *common],
         env=env,
@@ -117,6 +127,7 @@ def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse
         "p50": data["p50_us"] / 1000,
         "p99": data["p99_us"] / 1000,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds(pids or []) - cpu_before,
     }
 
 
@@ -314,11 +325,23 @@ def requests_counted(base: str) -> float:
     )
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def metrics_cost(args: argparse.Namespace) -> None:
     """S1 with TASKAPI_METRICS_ENABLED true and false, in alternating rounds on one local
     deployment (the servers restarted between runs, the data kept): req/s per run, and the
     ratio of the medians."""
     rps: dict[str, list[float]] = {"true": [], "false": []}
+    cpu: dict[str, list[float]] = {"true": [], "false": []}  # server CPU µs per request
     with local_stores() as env:
         env = {**env, "WORKERS": str(args.workers)}
         ids_file: Path | None = None
@@ -329,20 +352,22 @@ def metrics_cost(args: argparse.Namespace) -> None:
         for round_number in range(args.metrics_cost):
             order = ("true", "false") if round_number % 2 == 0 else ("false", "true")
             for enabled in order:
-                with serving({**env, "TASKAPI_METRICS_ENABLED": enabled}) as (base, _pids):
+                with serving({**env, "TASKAPI_METRICS_ENABLED": enabled}) as (base, pids):
                     if ids_file is None:
                         register(base, args.username, args.password)
                         token = login(base, args.username, args.password)
                         ids_file = write_ids(create_tasks(base, token, args.tasks))
                     token = login(base, args.username, args.password)
-                    result = run_wrk(base, "S1", token, ids_file, args)
+                    result = run_wrk(base, "S1", token, ids_file, args, pids)
                     counted = requests_counted(base) if enabled == "true" else None
                 rps[enabled].append(result["rps"])
+                cpu[enabled].append(1e6 * result["cpu_seconds"] / max(1, result["requests"]))
                 shown = f", {counted:.0f} requests counted by one process" if counted else ""
                 print(
                     f"  round {round_number + 1} metrics {'on ' if enabled == 'true' else 'off'}"
                     f"  {result['rps']:>7.0f} req/s  p50 {result['p50']:.2f} ms  "
-                    f"p99 {result['p99']:.2f} ms  errors {result['errors']}{shown}"
+                    f"p99 {result['p99']:.2f} ms  errors {result['errors']}  "
+                    f"server CPU {cpu[enabled][-1]:.0f} µs/request{shown}"
                 )
     on, off = statistics.median(rps["true"]), statistics.median(rps["false"])
     ratios = [a / b for a, b in zip(rps["true"], rps["false"], strict=True)]
@@ -350,6 +375,11 @@ def metrics_cost(args: argparse.Namespace) -> None:
         f"S1 median req/s: metrics on {on:.0f}, off {off:.0f}; on/off per round "
         + " ".join(f"{r:.3f}" for r in ratios)
         + f", median {statistics.median(ratios):.3f}"
+    )
+    cpu_on, cpu_off = statistics.median(cpu["true"]), statistics.median(cpu["false"])
+    print(
+        f"server CPU per S1 request (median): metrics on {cpu_on:.0f} µs, off {cpu_off:.0f} µs "
+        f"({100 * (cpu_on / cpu_off - 1):+.1f} %)"
     )
 
 
