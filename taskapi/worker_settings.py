@@ -38,7 +38,7 @@ def _for_arq(job: Job) -> Function:
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         metrics.job_started(name)
         started = time.perf_counter()
-        outcome = ""  # none when cancelled (a timeout, or a shutdown that queues it again)
+        outcome = ""  # none when arq cancels the run (its job timeout, or a shutdown)
         try:
             result = await job(ctx, *args, **kwargs)
             outcome = "succeeded"
