@@ -84,6 +84,7 @@ clean:
 DOCS_PY := taskapi/http/docs.py
 SWAGGER_UI_VERSION = $(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
 REDOC_VERSION      = $(shell sed -n 's/^REDOC_VERSION = "\(.*\)"/\1/p' $(DOCS_PY))
+REDOC_LOGO := data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27/%3E
 docs-assets:
 	@test -n "$(SWAGGER_UI_VERSION)" -a -n "$(REDOC_VERSION)" || { echo "docs-assets: no versions in $(DOCS_PY)" >&2; exit 1; }
 	rm -rf taskapi/static/docs && mkdir -p taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) taskapi/static/docs/redoc-$(REDOC_VERSION)
@@ -91,3 +92,6 @@ docs-assets:
 	tar xzf /tmp/swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz -C taskapi/static/docs/swagger-ui-$(SWAGGER_UI_VERSION) --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE
 	tar xzf /tmp/redoc-$(REDOC_VERSION).tgz -C taskapi/static/docs/redoc-$(REDOC_VERSION) --strip-components=2 package/bundles/redoc.standalone.js package/bundles/redoc.standalone.js.LICENSE.txt
 	tar xzf /tmp/redoc-$(REDOC_VERSION).tgz -C taskapi/static/docs/redoc-$(REDOC_VERSION) --strip-components=1 package/LICENSE
+	# ReDoc's sidebar shows a logo fetched from its CDN (refused by the site's CSP, and offline it
+	# fails): an empty inline SVG instead
+	sed -i 's|https://cdn.redoc.ly/redoc/logo-mini.svg|$(REDOC_LOGO)|' taskapi/static/docs/redoc-$(REDOC_VERSION)/redoc.standalone.js

@@ -29,7 +29,7 @@ from taskapi.http.urls import TaskIdConverter, reject_large_ids
 from taskapi.settings import Settings, load_settings
 from taskapi.wiring import build_parts
 
-DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "scalar_ui", "static")
+DOCS_ENDPOINTS = ("openapi", "swagger_ui", "redoc_ui", "favicon", "static")
 DESCRIPTION = (
     "Task CRUD with JWT auth and roles, background processing, shared rate limits and caching.\n\n"
     "Log in at `POST /auth/login`, then send `Authorization: Bearer <access_token>`. Every "

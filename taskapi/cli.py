@@ -7,7 +7,8 @@ import ipaddress
 import secrets
 import socket
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 from alembic import command
@@ -16,6 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from taskapi.infra.migrate import alembic_config
 from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
 from taskapi.settings import CONFIG_DIR, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEMO_USERS = (("admin", "admin@example.com", "admin"), ("user", "user@example.com", "user"))
 DEMO_PASSWORD = "password"
@@ -68,12 +72,16 @@ def _refuse_exposed_weak_secret(settings: Settings, host: str) -> None:
     committed development secret: require a real one there."""
     if _is_loopback(host):
         return
-    weakness = secret_weakness(settings.jwt_secret_key)
-    if weakness is not None:
-        raise click.ClickException(
-            f"TASKAPI_JWT_SECRET_KEY: serving on HOST={host} (beyond loopback) needs a real "
-            f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
-        )
+    accepted = enumerate(settings.jwt_accepted_keys, 1)
+    keys = [("TASKAPI_JWT_SECRET_KEY", settings.jwt_secret_key)]
+    keys += [(f"TASKAPI_JWT_ACCEPTED_KEYS (key {n})", key) for n, key in accepted]
+    for variable, key in keys:
+        weakness = secret_weakness(key)
+        if weakness is not None:
+            raise click.ClickException(
+                f"{variable}: serving on HOST={host} (beyond loopback) needs a real "
+                f"secret, and this one {weakness}; generate one with {GENERATE_SECRET}"
+            )
 
 
 def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
@@ -249,6 +257,68 @@ def delete_user(username: str) -> None:
             "note: without REDIS_URL each server process caches in memory; a running server "
             "may show the deleted tasks in admin lists until its cache entries expire"
         )
+
+
+@main.group()
+def users() -> None:
+    """Manage accounts: role, deactivation, revoking every token. Each takes effect in every
+    running process within TASKAPI_USER_CACHE_SECONDS."""
+
+
+@users.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "user"]))
+def set_role(username: str, role: str) -> None:
+    """Give USERNAME the role ROLE."""
+    from taskapi.domain import accounts
+
+    _change_account(username, lambda c, user_id: accounts.set_role(c, user_id, role))
+    click.echo(f"{username!r} is now {'an admin' if role == 'admin' else 'a user'}")
+
+
+@users.command()
+@click.argument("username")
+def deactivate(username: str) -> None:
+    """Refuse USERNAME's logins and every token issued to it (its tasks are kept)."""
+    from taskapi.domain import accounts
+
+    _change_account(username, lambda c, user_id: accounts.set_active(c, user_id, False))
+    click.echo(f"deactivated {username!r}: its logins and tokens are refused")
+
+
+@users.command()
+@click.argument("username")
+def activate(username: str) -> None:
+    """Let a deactivated USERNAME log in again (its tokens from before stay refused)."""
+    from taskapi.domain import accounts
+
+    _change_account(username, lambda c, user_id: accounts.set_active(c, user_id, True))
+    click.echo(f"activated {username!r}: it may log in again")
+
+
+@users.command("logout-everywhere")
+@click.argument("username")
+def logout_everywhere(username: str) -> None:
+    """Revoke every access and refresh token issued to USERNAME so far."""
+    from taskapi.domain import accounts
+
+    _change_account(username, accounts.revoke_all_tokens)
+    click.echo(f"revoked every token of {username!r}; it may log in again")
+
+
+def _change_account(
+    username: str, change: Callable[[AsyncConnection, int], Awaitable[bool]]
+) -> None:
+    """Apply one account service's change to the account named `username` (matched by its
+    canonical form, as at login), in one transaction; an unknown name is an error."""
+    from taskapi.domain import accounts
+
+    async def apply(unit: Any, _parts: Any) -> bool:
+        user_id = await accounts.account_id_named(unit.connection, username)
+        return user_id is not None and await change(unit.connection, user_id)
+
+    if not asyncio.run(_in_transaction(_settings(), apply)):
+        raise click.ClickException(f"no user {username!r}")
 
 
 async def _delete_user(settings: Settings, username: str) -> int | None:

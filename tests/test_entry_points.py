@@ -80,6 +80,20 @@ def test_serve_refuses_other_public_addresses_with_a_weak_secret(host):
     assert result.stderr.startswith(f"Error: TASKAPI_JWT_SECRET_KEY: serving on HOST={host} ")
 
 
+def test_serve_refuses_a_public_address_with_a_weak_accepted_key():
+    env = clean_env(
+        HOST="0.0.0.0",
+        PORT=str(free_port()),
+        TASKAPI_JWT_SECRET_KEY=secrets.token_urlsafe(48),
+        TASKAPI_JWT_ACCEPTED_KEYS=f"{secrets.token_urlsafe(48)},{'a' * 40}",
+    )
+    result = run([str(BIN / "taskapi"), "serve"], env)
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: TASKAPI_JWT_ACCEPTED_KEYS (key 2): serving on HOST=0.0.0.0")
+    assert "a" * 40 not in line
+
+
 def test_serve_on_a_public_address_with_a_real_secret_serves_and_exits_cleanly(tmp_path: Path):
     port = free_port()
     env = clean_env(

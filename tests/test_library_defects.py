@@ -283,3 +283,13 @@ def test_werkzeug_parse_etags_yields_none_for_an_empty_tag():
 
     assert parse_etags('""').as_set() == {None}
     assert parse_etags('"", "a"').as_set() == {None, "a"}
+
+
+def test_schema_docs_pages_have_no_doctype():
+    """quart-schema's Swagger UI and ReDoc pages start without `<!doctype html>`, so browsers
+    render them in quirks mode. If this fails after an upgrade, taskapi/http/doc_pages.py may
+    give way to the library's pages (it also keeps their scripts free of inline code)."""
+    from quart_schema.extension import REDOC_TEMPLATE, SWAGGER_TEMPLATE
+
+    for template in (REDOC_TEMPLATE, SWAGGER_TEMPLATE):
+        assert not template.lstrip().lower().startswith("<!doctype html>")

@@ -261,7 +261,7 @@ def _users_columns_and_ids(url: str) -> tuple[set[str], bool | None]:
     return asyncio.run(go())
 
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _revision(url: str) -> str:
@@ -453,3 +453,28 @@ def test_0008_adds_the_revocations_table_and_downgrades_keeping_the_rest(fresh_d
     assert "revocations" not in _tables(fresh_database_url)
     assert _schema_names(fresh_database_url) == names
     assert _run_sql(fresh_database_url, "SELECT title FROM tasks") == [("kept",)]
+
+
+# --- 0009: active accounts ----------------------------------------------------------------------
+
+
+def test_0009_starts_existing_accounts_active_and_downgrades_keeping_them(fresh_database_url):
+    config = alembic_config(make_settings(fresh_database_url))
+    command.upgrade(config, "0008")
+    names, (columns, autoincrement) = (
+        _schema_names(fresh_database_url),
+        _users_columns_and_ids(fresh_database_url),
+    )
+    _insert_users(fresh_database_url, [(1, "u", "u@example.com")], canonical_columns=True)
+
+    command.upgrade(config, "0009")
+
+    assert _run_sql(fresh_database_url, "SELECT username, is_active FROM users") == [("u", True)]
+    assert _schema_names(fresh_database_url) == names
+    assert _users_columns_and_ids(fresh_database_url) == (columns | {"is_active"}, autoincrement)
+
+    command.downgrade(config, "0008")
+
+    assert _users_columns_and_ids(fresh_database_url) == (columns, autoincrement)
+    assert _schema_names(fresh_database_url) == names
+    assert _run_sql(fresh_database_url, "SELECT username FROM users") == [("u",)]

@@ -226,6 +226,28 @@ def test_production_refuses_missing_or_weak_secrets(environ, complaint):
         load_settings(environ=production(**{"TASKAPI_JWT_SECRET_KEY": good_secret(), **environ}))
 
 
+def test_accepted_keys_are_a_comma_separated_list():
+    first, second = good_secret(), good_secret()
+    environ = production(
+        TASKAPI_JWT_SECRET_KEY=good_secret(), TASKAPI_JWT_ACCEPTED_KEYS=f" {first} ,,{second},"
+    )
+    assert load_settings(environ=environ).jwt_accepted_keys == (first, second)
+    assert load_settings(environ={}).jwt_accepted_keys == ()
+
+
+@pytest.mark.parametrize("weak", ["shrt", "a" * 40, "ChangeMe" + secrets.token_hex(16)])
+def test_production_refuses_a_weak_accepted_key_without_showing_it(weak):
+    """Every key that verifies tokens can forge them: each passes the signing key's policy."""
+    keys = f"{good_secret()},{weak},{good_secret()}"
+    with pytest.raises(SettingsError) as refused:
+        load_settings(
+            environ=production(TASKAPI_JWT_SECRET_KEY=good_secret(), TASKAPI_JWT_ACCEPTED_KEYS=keys)
+        )
+    line = str(refused.value)
+    assert line.startswith("TASKAPI_JWT_ACCEPTED_KEYS: production refuses key 2 (of 3), a secret")
+    assert weak not in line and "\n" not in line
+
+
 def test_production_refuses_every_secret_committed_to_the_repository():
     values = committed_secret_values()
     development = tomllib.loads((CONFIG_DIR / "development.toml").read_text())

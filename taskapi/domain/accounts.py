@@ -1,5 +1,5 @@
-"""Accounts: create, authenticate, look up, delete. Plain async functions over a connection (or
-a unit of work, for a deletion)."""
+"""Accounts: create, authenticate, look up, change (role, active, token generation), delete.
+Plain async functions over a connection (or a unit of work, for a deletion)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ async def authenticate(
     connection: AsyncConnection, passwords: PasswordHasher, username: str, password: str
 ) -> Row[Any] | None:
     """The user whose credentials these are, or None; equally slow for unknown names. The name
-    matches by its canonical form: only one account can have it."""
+    matches by its canonical form: only one account can have it. A deactivated account's
+    credentials are still its own: whether it may log in is the caller's question."""
     query = select(USERS).where(USERS.c.username_canonical == canonical(username))
     user = (await connection.execute(query)).first()
     ok = await passwords.verify(user.password_hash if user else None, password)
@@ -93,20 +94,21 @@ async def account_id_named(connection: AsyncConnection, username: str) -> int | 
 async def role_and_generation_of(
     connection: AsyncConnection, user_id: int
 ) -> tuple[str, int] | None:
-    """The user's current role and token generation, or None when the account is gone."""
-    row = (
-        await connection.execute(select(User.role, User.token_generation).where(User.id == user_id))
-    ).first()
+    """The user's current role and token generation, or None when the account is gone or
+    deactivated."""
+    query = select(User.role, User.token_generation).where(User.id == user_id, User.is_active)
+    row = (await connection.execute(query)).first()
     return None if row is None else (row[0], row[1])
 
 
 class RoleCache:
-    """Roles and token generations of existing users, reused for `ttl` seconds by this process
-    (0: never), answering only for tokens of the account's current generation.
+    """Roles and token generations of existing, active users, reused for `ttl` seconds by this
+    process (0: never), answering only for tokens of the account's current generation.
 
-    A demoted or deleted user keeps the old role (or access) for at most `ttl` seconds in each
-    process; a missing user is never remembered, so a deleted account is refused as soon as its
-    entry expires. A token of another generation (an account that had this id before) is
+    A demoted, deleted or deactivated user, or one whose tokens were all revoked (a new
+    generation), keeps the old role (or access) for at most `ttl` seconds in each process; a
+    missing or deactivated user is never remembered, so such an account is refused as soon as
+    its entry expires. A token of another generation (an account that had this id before) is
     refused at once: it never matches the cached entry and is then checked against the database.
     """
 
@@ -175,6 +177,42 @@ async def replace_password(
         .where(USERS.c.id == user_id)
         .values(password_hash=password_hash, token_generation=new_token_generation())
     )
+
+
+async def set_role(connection: AsyncConnection, user_id: int, role: str) -> bool:
+    """Give an account a role (`user` or `admin`); False when there is no such account. Every
+    process serves the new role within `TASKAPI_USER_CACHE_SECONDS` (the gate reads the
+    database's role, never the token's)."""
+    changed = await connection.scalar(
+        update(USERS).where(USERS.c.id == user_id).values(role=role).returning(USERS.c.id)
+    )
+    return changed is not None
+
+
+async def revoke_all_tokens(connection: AsyncConnection, user_id: int) -> bool:
+    """Give an account a new token generation, so that every token issued to it so far (access
+    and refresh, in every process) is refused; False when there is no such account. Written
+    in the database alone, so that losing Redis brings none of them back."""
+    changed = await connection.scalar(
+        update(USERS)
+        .where(USERS.c.id == user_id)
+        .values(token_generation=new_token_generation())
+        .returning(USERS.c.id)
+    )
+    return changed is not None
+
+
+async def set_active(connection: AsyncConnection, user_id: int, active: bool) -> bool:
+    """Deactivate an account (it cannot log in, and every token issued to it is refused: a new
+    token generation) or activate it again (it may log in; its old tokens stay refused);
+    False when there is no such account."""
+    values: dict[str, object] = {"is_active": active}
+    if not active:
+        values["token_generation"] = new_token_generation()
+    changed = await connection.scalar(
+        update(USERS).where(USERS.c.id == user_id).values(values).returning(USERS.c.id)
+    )
+    return changed is not None
 
 
 async def get_user(connection: AsyncConnection, user_id: int) -> Row[Any] | None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     column,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,6 +55,8 @@ class User(Base):
     token_generation: Mapped[int] = mapped_column(
         BigInteger, default=new_token_generation, server_default="0"
     )
+    # A deactivated account cannot log in, and its tokens are refused (taskapi users deactivate).
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
 
 class Task(Base):

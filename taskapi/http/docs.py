@@ -20,6 +20,7 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import BaseConverter, Rule
 
 from taskapi.errors import ErrorEnvelope
+from taskapi.http.doc_pages import init_doc_pages
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
@@ -33,11 +34,9 @@ ERROR_TEXTS_ATTRIBUTE = "_taskapi_error_texts"
 SWAGGER_UI_VERSION = "5.35.0"
 REDOC_VERSION = "2.5.4"
 ASSETS = "/static/docs"
-UI_CONFIG = {
-    "QUART_SCHEMA_SWAGGER_JS_URL": f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui-bundle.js",
-    "QUART_SCHEMA_SWAGGER_CSS_URL": f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui.css",
-    "QUART_SCHEMA_REDOC_JS_URL": f"{ASSETS}/redoc-{REDOC_VERSION}/redoc.standalone.js",
-}
+SWAGGER_JS = f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui-bundle.js"
+SWAGGER_CSS = f"{ASSETS}/swagger-ui-{SWAGGER_UI_VERSION}/swagger-ui.css"
+REDOC_JS = f"{ASSETS}/redoc-{REDOC_VERSION}/redoc.standalone.js"
 
 ERROR_TEXT: dict[int, str] = {
     400: "Malformed JSON, an empty body, JSON that is not an object, or invalid parameters.",
@@ -248,8 +247,8 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
 
 
 def init_docs(app: Quart, info: Info, tags: Sequence[Tag]) -> QuartSchema:
-    app.config.update(UI_CONFIG)
-    return QuartSchema(
+    """The OpenAPI document at /openapi.json, and our documentation pages (not quart-schema's)."""
+    schema = QuartSchema(
         app,
         info=info,
         tags=list(tags),
@@ -257,5 +256,11 @@ def init_docs(app: Quart, info: Info, tags: Sequence[Tag]) -> QuartSchema:
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
         scalar_ui_path=None,
+        swagger_ui_path=None,
+        redoc_ui_path=None,
         openapi_provider_class=TaskapiOpenAPIProvider,
     )
+    init_doc_pages(
+        app, title=info.title, swagger_js=SWAGGER_JS, swagger_css=SWAGGER_CSS, redoc_js=REDOC_JS
+    )
+    return schema

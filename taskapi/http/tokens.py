@@ -5,16 +5,23 @@ synchronous (an `async def` loader is never awaited). Tokens are issued with PyJ
 library's format, since the library can add only one custom claim and ours are more (`role`,
 `gen`, `rjti`, `rexp`).
 Verification failures become our 401 envelope here.
+
+Keys: tokens are signed with `TASKAPI_JWT_SECRET_KEY` and name it in their `kid` header (its
+fingerprint, `key_id`); a token is verified with the key its `kid` names, which may also be one
+of `TASKAPI_JWT_ACCEPTED_KEYS`, so that keys can be rotated one instance at a time. A token
+without `kid` (issued before tokens carried one) is tried with each key.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import jwt
 from quart import Quart, current_app, request
@@ -31,6 +38,7 @@ GENERATION = "gen"  # the account's token generation when the token was issued
 # An access token names the refresh token it was issued with (login) or from (/auth/refresh),
 # and when that one expires, so that logging out with the access token revokes both.
 REFRESH_JTI, REFRESH_EXPIRES = "rjti", "rexp"
+KEY_ID_LENGTH = 16  # hex digits of the key's SHA-256 in a token's `kid` (64 bits)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,9 +55,42 @@ class TokenClaims:
     refresh_expires_at: int = 0
 
 
+def key_id(key: str) -> str:
+    """A key's name in the `kid` header: the start of its SHA-256, which does not reveal it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:KEY_ID_LENGTH]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SigningKeys:
+    """The key that signs, and every key that verifies (by key id, the signing key first)."""
+
+    signing: str
+    verifying: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningKeys:
+        keys = (settings.jwt_secret_key, *settings.jwt_accepted_keys)
+        return cls(settings.jwt_secret_key, {key_id(key): key for key in keys})
+
+    def candidates(self, kid: object) -> list[str]:
+        """The keys a token with this `kid` header may be signed with: the one it names (none
+        when no key has that id), or all of them for a token without one."""
+        if kid is None:
+            return list(self.verifying.values())
+        key = self.verifying.get(kid) if isinstance(kid, str) else None
+        return [] if key is None else [key]
+
+
+# The key `_decode` has the library verify a token with, handed to its decode-key hook.
+_trying: contextvars.ContextVar[str] = contextvars.ContextVar("taskapi_jwt_key")
+
+
+def _key_being_tried(_claims: dict[str, Any], _headers: dict[str, Any]) -> str:
+    return _trying.get()
+
+
 def init_tokens(app: Quart, settings: Settings) -> None:
     app.config.update(
-        JWT_SECRET_KEY=settings.jwt_secret_key,
         JWT_ALGORITHM=ALGORITHM,
         JWT_DECODE_ALGORITHMS=[ALGORITHM],
         JWT_ACCESS_TOKEN_EXPIRES=dt.timedelta(seconds=settings.access_token_expires),
@@ -60,8 +101,9 @@ def init_tokens(app: Quart, settings: Settings) -> None:
         # database's); the library's decoder looks for user claims under this key.
         JWT_USER_CLAIMS="role",
     )
-    JWTManager(app)
+    JWTManager(app).decode_key_loader(_key_being_tried)
     app.extensions["taskapi.tokens"] = VerifiedTokens()
+    app.extensions["taskapi.signing_keys"] = SigningKeys.from_settings(settings)
 
 
 def issue_tokens(user_id: int, role: str, generation: int) -> tuple[str, str]:
@@ -97,7 +139,10 @@ def _encode(user_id: int, kind: str, claims: dict[str, object]) -> tuple[str, To
         "type": kind,
         **claims,
     }
-    token = jwt.encode(payload, config["JWT_SECRET_KEY"], algorithm=ALGORITHM)
+    keys: SigningKeys = current_app.extensions["taskapi.signing_keys"]
+    token = jwt.encode(
+        payload, keys.signing, algorithm=ALGORITHM, headers={"kid": key_id(keys.signing)}
+    )
     return token, _claims_from(payload)
 
 
@@ -169,15 +214,28 @@ class VerifiedTokens:
 
 
 def _decode(token: str) -> TokenClaims:
+    """Have the library verify the token with each key it may be signed with, until one fits."""
+    keys: SigningKeys = current_app.extensions["taskapi.signing_keys"]
     try:
-        data = decode_token(token)
-    except jwt.ExpiredSignatureError:
-        raise APIError(401, "Token has expired.", code="token_expired") from None
-    except Exception:  # every other decode failure is the same answer to the client
+        candidates = keys.candidates(jwt.get_unverified_header(token).get("kid"))
+    except jwt.InvalidTokenError:
         raise APIError(401, "Invalid token.", code="token_invalid") from None
-    if _declared_type(token) not in (ACCESS, REFRESH):
-        raise APIError(401, "Invalid token.", code="token_invalid")
-    return _claims_from(data)
+    for key in candidates:
+        tried = _trying.set(key)
+        try:
+            data = decode_token(token)
+        except jwt.InvalidSignatureError:  # signed with another key (a token without kid)
+            continue
+        except jwt.ExpiredSignatureError:  # checked after the signature: this key signed it
+            raise APIError(401, "Token has expired.", code="token_expired") from None
+        except Exception:  # every other decode failure is the same answer to the client
+            raise APIError(401, "Invalid token.", code="token_invalid") from None
+        finally:
+            _trying.reset(tried)
+        if _declared_type(token) not in (ACCESS, REFRESH):
+            raise APIError(401, "Invalid token.", code="token_invalid")
+        return _claims_from(data)
+    raise APIError(401, "Invalid token.", code="token_invalid")
 
 
 # workaround: quart-jwt-extended takes a token without "type" for an access token (pinned by tests/test_library_defects.py::test_jwt_extended_fills_in_a_missing_type_as_access)

@@ -30,7 +30,7 @@ REMOVED = {
     "against the database instead (503 only when it cannot answer either)",
 }
 # Values never quoted back in an error (they may hold passwords).
-_UNQUOTED = {"jwt_secret_key", "database_url", "redis_url", "smtp_url"}
+_UNQUOTED = {"jwt_secret_key", "jwt_accepted_keys", "database_url", "redis_url", "smtp_url"}
 
 
 class SettingsError(ValueError):

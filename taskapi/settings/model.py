@@ -18,6 +18,7 @@ from taskapi.settings.values import (
     Networks,
     RateLimits,
     RateLimitSpec,
+    SecretKeys,
     normalise_database_url,
     parse_networks,
     parse_rate_limits,
@@ -43,7 +44,10 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "", validation_alias=AliasChoices("TASKAPI_DATABASE_URL", "DATABASE_URL")
     )
-    jwt_secret_key: str = ""
+    jwt_secret_key: str = ""  # signs every token, and verifies them
+    # Further keys whose tokens are accepted, never used to sign: a key rotation's next key
+    # (before the instances sign with it) or its previous one (until its tokens have expired).
+    jwt_accepted_keys: SecretKeys = ()
     access_token_expires: int = Field(3600, ge=1)
     refresh_token_expires: int = Field(604800, ge=1)
     max_content_length: int = Field(1024 * 1024, ge=1)
@@ -179,4 +183,12 @@ class Settings(BaseSettings):
                 f"TASKAPI_JWT_SECRET_KEY: production refuses a secret that {weakness}; "
                 f"generate one with {GENERATE_SECRET}"
             )
+        for number, key in enumerate(self.jwt_accepted_keys, 1):
+            weakness = secret_weakness(key)
+            if weakness is not None:
+                raise ValueError(
+                    f"TASKAPI_JWT_ACCEPTED_KEYS: production refuses key {number} (of "
+                    f"{len(self.jwt_accepted_keys)}), a secret that {weakness}; generate "
+                    f"one with {GENERATE_SECRET}"
+                )
         return self

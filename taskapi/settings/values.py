@@ -63,6 +63,12 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def parse_keys(text: str) -> tuple[str, ...]:
+    """'key1,key2' → keys, in order (spaces around each are dropped; generated keys hold no
+    comma)."""
+    return tuple(filter(None, (part.strip() for part in text.split(","))))
+
+
 def _limits_from(value: object) -> object:
     return parse_rate_limits(value) if isinstance(value, str) else value
 
@@ -75,6 +81,10 @@ def _networks_from(value: object) -> object:
     return value
 
 
+def _keys_from(value: object) -> object:
+    return parse_keys(value) if isinstance(value, str) else value
+
+
 def _log_level(value: object) -> str:
     if isinstance(value, str) and value.upper() in LOG_LEVELS:
         return value.upper()
@@ -84,6 +94,7 @@ def _log_level(value: object) -> str:
 # Field types: text from a file or a variable is parsed here (NoDecode: not read as JSON).
 RateLimits = Annotated[tuple[RateLimitSpec, ...], NoDecode, BeforeValidator(_limits_from)]
 Networks = Annotated[tuple[Network, ...], NoDecode, BeforeValidator(_networks_from)]
+SecretKeys = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_keys_from)]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)
 ]

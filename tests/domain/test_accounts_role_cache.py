@@ -103,3 +103,21 @@ async def test_a_deleted_user_is_refused_within_the_role_cache_time(make_apps):
     assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
     clock.now += 0.5
     assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 401
+
+
+async def test_a_deactivated_user_is_refused_within_the_role_cache_time(make_apps):
+    """Whatever wrote the flag (the generation left as it was): the gate asks for active ones."""
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    clock = Clock()
+    _roles_on(app, clock)
+    account = await create_account(app)
+    client = app.test_client()
+    assert (await client.get("/auth/me", headers=account.headers)).status_code == 200
+    state = app.extensions["taskapi"]
+    async with session_on(state.db) as session:
+        await session.execute(update(User).where(User.id == account.id).values(is_active=False))
+        await session.commit()
+    clock.now += 29.5
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
+    clock.now += 0.5
+    assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 401

@@ -4,13 +4,14 @@ with pinned, local copies of their scripts."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
 
 from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
 
-NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui"}
+NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui", "favicon"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}
 
 
@@ -133,3 +134,32 @@ async def test_the_conditional_and_idempotent_headers_and_answers_are_documented
         for status in ("400", "409", "422"):
             assert "Idempotency-Key" in post["responses"][status]["description"], status
     assert "ETag" in listing["post"]["responses"]["201"]["headers"]
+
+
+async def test_docs_pages_are_standards_mode_html_with_a_favicon(client):
+    for path in ("/docs", "/redocs"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.content_type == "text/html; charset=utf-8"
+        page = await response.get_data(as_text=True)
+        assert page.startswith("<!doctype html>\n")
+        assert '<meta charset="utf-8">' in page
+        assert '<link rel="icon" href="/favicon.ico">' in page
+    icon = await client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.content_type == "image/x-icon"
+    assert (await icon.get_data())[:4] == b"\x00\x00\x01\x00"  # an ICO file's header
+
+
+async def test_swagger_page_script_is_local_and_loads(client):
+    page = await (await client.get("/docs")).get_data(as_text=True)
+    assert '<script src="/static/pages/swagger-init.js"></script>' in page
+    assert "SwaggerUIBundle(" not in page  # no inline script
+    assert (await client.get("/static/pages/swagger-init.js")).status_code == 200
+
+
+def test_the_pinned_redoc_bundle_fetches_no_logo_from_a_cdn():
+    bundle = Path(__file__).resolve().parents[2] / (
+        f"taskapi/static/docs/redoc-{REDOC_VERSION}/redoc.standalone.js"
+    )
+    assert "cdn.redoc.ly" not in bundle.read_text()

@@ -74,7 +74,9 @@ async def login(data: LoginRequest) -> Response:
     user = await accounts.authenticate(
         await request_connection(), parts.passwords, data.username, data.password
     )
-    if user is None:  # the charge stands: it was a failure
+    # the charge stands: it was a failure, or an account that may not log in (deactivated),
+    # which gets the same answer, so that the answer tells no one its password was right
+    if user is None or not user.is_active:
         raise APIError(401, "Invalid username or password", code="invalid_credentials")
     if charge is not None:
         with contextlib.suppress(StoreUnavailable):
