@@ -4,6 +4,7 @@ database code and write path as the app)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from arq import Retry
@@ -12,7 +13,7 @@ from arq.worker import Function, func
 from taskapi.domain.jobs import JOB_FUNCTIONS, Job
 from taskapi.domain.parts import Parts
 from taskapi.infra.db import is_unavailable
-from taskapi.infra.logs import configure_logging
+from taskapi.infra.logs import configure_logging, request_id_var
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
 from taskapi.infra.redis.worker_redis import outage_proof_redis_settings
 from taskapi.infra.stores import RetryLater
@@ -21,13 +22,26 @@ from taskapi.wiring import build_parts, job_resources
 
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 PARTS = "taskapi_parts"
+log = logging.getLogger(__name__)
+# arq's own loggers, for `logging.config.dictConfig`: no handler of their own, their records
+# handed to the root logger, where the entry point puts taskapi's handler (one format for every
+# line). The `arq` command takes it as `--custom-log-dict worker.LOG_CONFIG`; without it, arq
+# gives its loggers a text handler of its own.
+ARQ_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"arq": {"level": "INFO", "handlers": [], "propagate": True}},
+}
 
 
 def _for_arq(job: Job) -> Function:
     """A job function as arq runs it: our RetryLater becomes arq's Retry, and so does a
-    database that cannot be reached (with backoff, logged once per outage, within max tries)."""
+    database that cannot be reached (with backoff, logged once per outage, within max tries).
+    A job that fails is logged with the id of the request that queued it (arq's own line
+    after it, with the traceback, names the job but not the request)."""
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        request_id_var.set(kwargs.get("request_id") or "-")
         try:
             return await job(ctx, *args, **kwargs)
         except RetryLater as retry:
@@ -36,6 +50,14 @@ def _for_arq(job: Job) -> Function:
             parts: Parts = ctx[PARTS]
             attempt = int(ctx.get("job_try", 1))
             if not is_unavailable(error) or attempt >= parts.settings.job_max_tries:
+                log.error(
+                    "job %s:%s failed (try %s): %s: %s",
+                    ctx.get("job_id"),
+                    job.__name__,
+                    attempt,
+                    type(error).__name__,
+                    error,
+                )
                 raise
             parts.db.unavailable(error)
             raise Retry(defer=parts.settings.job_retry_base_seconds * 2 ** (attempt - 1)) from error
