@@ -10,6 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
+from taskapi.http.policy import LIMITS_ATTRIBUTE
 
 NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui", "favicon"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}
@@ -181,7 +182,7 @@ async def test_every_answer_of_a_limited_operation_documents_the_rate_limit_fiel
         (_rule_to_path(rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
         if rule.endpoint not in NOT_API
-        and getattr(app.view_functions[rule.endpoint], "_taskapi_limits", None)
+        and getattr(app.view_functions[rule.endpoint], LIMITS_ATTRIBUTE, None)
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert ("/api/tasks/", "post") in limited and ("/health", "get") not in limited
