@@ -171,3 +171,13 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_the_worker_unit_runs_the_command_tested_here():
+    """The systemd unit starts the worker exactly as these tests do, the log option included."""
+    unit = (PROJECT_ROOT / "config/systemd/taskapi-worker.service").read_text()
+    (start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert start.removeprefix("ExecStart=").split() == [
+        "/opt/taskapi/.venv/bin/arq",
+        *WORKER[1:],
+    ]
