@@ -10,6 +10,7 @@ import ipaddress
 import math
 import urllib.parse
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from taskapi.domain.names import canonical
 from taskapi.infra.stores import Limit, LoginBudgets, LoginKeys, Outcome
@@ -65,9 +66,9 @@ def _shortest(limits: tuple[Limit, ...]) -> int:
     return min(range(len(limits)), key=lambda i: limits[i].seconds)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Quota:
-    """One limit's budget after a step: what it allows and when it is whole again."""
+class Quota(NamedTuple):
+    """One limit's budget after a step: what it allows and when it is whole again (a tuple:
+    one per limit on every request)."""
 
     limit: Limit
     remaining: int
@@ -98,12 +99,14 @@ def decide(limits: tuple[Limit, ...], outcome: Outcome) -> Decision:
         quota = Quota(refused, 0, reset)
         return Decision(False, refused.count, 0, reset, retry_after, limits, (quota,))
     quotas = tuple(
-        Quota(
-            limit,
-            max(0, int((limit.period_ms - separation) / limit.interval_ms)),
-            math.ceil(separation / 1000),
-        )
-        for limit, separation in zip(limits, outcome.separations, strict=True)
+        [
+            Quota(
+                limit,
+                max(0, int((limit.period_ms - separation) / limit.interval_ms)),
+                math.ceil(separation / 1000),
+            )
+            for limit, separation in zip(limits, outcome.separations, strict=True)
+        ]
     )
     shown = quotas[_shortest(limits)]
     return Decision(
