@@ -181,3 +181,19 @@ def test_the_worker_unit_runs_the_command_tested_here():
         "/opt/taskapi/.venv/bin/arq",
         *WORKER[1:],
     ]
+
+
+def test_arq_without_the_option_keeps_its_own_lines_once(shared_settings, redis_server, tmp_path):
+    """`arq worker.WorkerSettings` alone: arq's own handler writes its lines (its text format)
+    and the root handler does not write them again; taskapi's lines are JSON still."""
+    env = production_env(shared_settings.database_url, redis_server.url, TASKAPI_LOG_FORMAT="json")
+    with (tmp_path / "worker.out").open("ab") as out, (tmp_path / "worker.err").open("ab") as err:
+        worker = subprocess.Popen(WORKER[:2], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
+    err_log = tmp_path / "worker.err"
+    try:
+        poll(lambda: "Starting worker" in err_log.read_text(), "the worker to start", 30)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    starting = [line for line in err_log.read_text().splitlines() if "Starting worker" in line]
+    assert len(starting) == 1 and not starting[0].startswith("{"), starting
