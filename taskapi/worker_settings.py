@@ -4,6 +4,7 @@ database code and write path as the app)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any
@@ -16,7 +17,7 @@ from taskapi.domain.jobs import JOB_FUNCTIONS, Job
 from taskapi.domain.parts import Parts
 from taskapi.infra import metrics
 from taskapi.infra.db import is_unavailable
-from taskapi.infra.logs import configure_logging
+from taskapi.infra.logs import configure_logging, request_id_var
 from taskapi.infra.metrics_server import MetricsListener
 from taskapi.infra.redis.queue import deserialize_job, serialize_job
 from taskapi.infra.redis.worker_redis import outage_proof_redis_settings
@@ -27,15 +28,28 @@ from taskapi.wiring import build_parts, job_resources
 HEALTH_CHECK_KEY = "taskapi:worker:health-check"
 PARTS = "taskapi_parts"
 METRICS = "taskapi_metrics"  # the worker's metrics listener, when it has one
+log = logging.getLogger(__name__)
+# arq's own loggers, for `logging.config.dictConfig`: no handler of their own, their records
+# handed to the root logger, where the entry point puts taskapi's handler (one format for every
+# line). The `arq` command takes it as `--custom-log-dict worker.LOG_CONFIG`; without it, arq
+# gives its loggers a text handler of its own.
+ARQ_LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"arq": {"level": "INFO", "handlers": [], "propagate": True}},
+}
 
 
 def _for_arq(job: Job) -> Function:
     """A job function as arq runs it: our RetryLater becomes arq's Retry, and so does a
     database that cannot be reached (with backoff, logged once per outage, within max tries);
-    each run is counted and timed (`taskapi_jobs_*`, `taskapi_job_duration_seconds`)."""
+    each run is counted and timed (`taskapi_jobs_*`, `taskapi_job_duration_seconds`). A job
+    that fails is logged with the id of the request that queued it (arq's own line after it,
+    with the traceback, names the job but not the request)."""
     name = job.__name__
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        request_id_var.set(kwargs.get("request_id") or "-")
         metrics.job_started(name)
         started = time.perf_counter()
         outcome = ""  # none when arq cancels the run (its job timeout, or a shutdown)
@@ -51,6 +65,14 @@ def _for_arq(job: Job) -> Function:
             parts: Parts = ctx[PARTS]
             attempt = int(ctx.get("job_try", 1))
             if not is_unavailable(error) or attempt >= parts.settings.job_max_tries:
+                log.error(
+                    "job %s:%s failed (try %s): %s: %s",
+                    ctx.get("job_id"),
+                    name,
+                    attempt,
+                    type(error).__name__,
+                    error,
+                )
                 raise
             parts.db.unavailable(error)
             outcome = "retried"

@@ -21,6 +21,7 @@ from werkzeug.routing import BaseConverter, Rule
 
 from taskapi.errors import ErrorEnvelope
 from taskapi.http.doc_pages import init_doc_pages
+from taskapi.http.policy import policy_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
@@ -61,6 +62,38 @@ ERROR_HEADERS: dict[int, dict[str, str]] = {
     428: {"ETag": "The task's current entity tag."},
     429: {"Retry-After": "Seconds to wait before trying again."},
     503: {"Retry-After": "When the database is unreachable: seconds to wait before trying again."},
+}
+_POLICY_ITEM = r'"[0-9a-z-]+";q=[0-9]+;w=[0-9]+'
+_BUDGET_ITEM = r'"[0-9a-z-]+";r=[0-9]+;t=[0-9]+'
+# on every answer of a rate-limited operation that went through the rate step (all but a 503
+# while the rate limits are unavailable); the figures of `taskapi/http/ratelimit_headers.py`
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Policy": {
+        "description": "The operation's limits (draft-ietf-httpapi-ratelimit-headers-11), a "
+        'structured-field list: `"<requests>-per-<seconds>s";q=<requests>;w=<seconds>` per '
+        "limit.",
+        "schema": {"type": "string", "pattern": f"^{_POLICY_ITEM}(, {_POLICY_ITEM})*$"},
+    },
+    "RateLimit": {
+        "description": "The caller's budget under each limit (the same draft): "
+        '`"<policy>";r=<requests remaining>;t=<seconds>`, `t` being the seconds until that '
+        "budget is whole again; on a 429, the refusing limit alone, `r=0` and `t` its "
+        "`Retry-After`.",
+        "schema": {"type": "string", "pattern": f"^{_BUDGET_ITEM}(, {_BUDGET_ITEM})*$"},
+    },
+    "RateLimit-Limit": {
+        "description": "Requests allowed by the limit with the shortest window (on a 429, the "
+        "refusing limit).",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left under that limit.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until that limit's budget is whole again.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
 }
 ETAG_TEXT = 'The task\'s strong entity tag, `"<id>.<version>"`.'
 IF_MATCH_TEXT = (
@@ -227,6 +260,10 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
                     if status in ERROR_HEADERS:
                         response["headers"] = _header_objects(ERROR_HEADERS[status])
                     responses[str(status)] = response
+                if policy_of(view).limit_names:
+                    for key, response in responses.items():
+                        headers = {**response.get("headers", {}), **RATE_LIMIT_HEADERS}
+                        responses[key] = {**response, "headers": headers}
                 operation["responses"] = {str(k): v for k, v in responses.items()}
                 documented = getattr(view, REQUEST_HEADERS_ATTRIBUTE, {})
                 if documented:

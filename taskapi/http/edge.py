@@ -37,11 +37,11 @@ from taskapi.http.gate import (
     Facts,
     Gate,
     Route,
-    rate_headers,
 )
 from taskapi.http.metrics import note_route
 from taskapi.http.policy import policy_of
 from taskapi.http.proxies import TRUSTED_PEER
+from taskapi.http.ratelimit_headers import rate_headers
 from taskapi.http.request_ids import request_id_for
 from taskapi.http.security_headers import CREDENTIALED, SECURITY_HEADERS
 from taskapi.http.tokens import TokenClaims, VerifiedTokens, bearer_token

@@ -10,6 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
+from taskapi.http.policy import LIMITS_ATTRIBUTE
 
 NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui", "favicon"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}
@@ -163,3 +164,42 @@ def test_the_pinned_redoc_bundle_fetches_no_logo_from_a_cdn():
         f"taskapi/static/docs/redoc-{REDOC_VERSION}/redoc.standalone.js"
     )
     assert "cdn.redoc.ly" not in bundle.read_text()
+
+
+RATE_LIMIT_FIELDS = {
+    "RateLimit-Policy",
+    "RateLimit",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+}
+
+
+async def test_every_answer_of_a_limited_operation_documents_the_rate_limit_fields(app, spec):
+    """Both kinds of rate-limit field on every status of each operation with limits (the ones
+    the gate counts), none on the unlimited ones; the documented patterns match what is sent."""
+    limited = {
+        (_rule_to_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint not in NOT_API
+        and getattr(app.view_functions[rule.endpoint], LIMITS_ATTRIBUTE, None)
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert ("/api/tasks/", "post") in limited and ("/health", "get") not in limited
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                documented = set(response.get("headers", {})) & RATE_LIMIT_FIELDS
+                expected = RATE_LIMIT_FIELDS if (path, method) in limited else set()
+                assert documented == expected, (method, path, status)
+    headers = spec["paths"]["/auth/me"]["get"]["responses"]["429"]["headers"]
+    sent = {
+        "RateLimit-Policy": '"50-per-3600s";q=50;w=3600, "200-per-86400s";q=200;w=86400',
+        "RateLimit": '"50-per-3600s";r=0;t=72',
+        "RateLimit-Limit": "50",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "3600",
+    }
+    for name, value in sent.items():
+        assert re.fullmatch(headers[name]["schema"]["pattern"], value), name
+    assert "Retry-After" in headers

@@ -44,7 +44,9 @@ def _call(base: str, method: str, path: str, body: dict | None = None, token: st
 
 @pytest.fixture
 def served_api(shared_settings, redis_server, tmp_path) -> Iterator[str]:
-    """hypercorn serving the app (PostgreSQL + Redis), rate limits off; its base URL."""
+    """hypercorn serving the app (PostgreSQL + Redis), with rate limits too large to refuse
+    anything, so every limited answer carries its rate-limit fields and they are checked
+    against the document; its base URL."""
     redis_server.flush()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKAPI_", "DATABASE_URL"))}
@@ -52,7 +54,11 @@ def served_api(shared_settings, redis_server, tmp_path) -> Iterator[str]:
         TASKAPI_ENV="testing",
         DATABASE_URL=shared_settings.database_url,
         REDIS_URL=redis_server.url,
-        TASKAPI_RATELIMIT_ENABLED="0",
+        TASKAPI_RATELIMIT_ENABLED="1",
+        TASKAPI_RATELIMIT_DEFAULT="1000000 per hour;100000 per minute",
+        TASKAPI_RATELIMIT_LOGIN="100000 per minute",
+        TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS="100000 per minute",
+        TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT="100000 per minute",
     )
     log = open(tmp_path / "hypercorn.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
