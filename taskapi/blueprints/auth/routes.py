@@ -140,8 +140,10 @@ async def me() -> Response:
 @empty_response("Logged out: the token(s) are revoked until they would have expired.")
 @errors(400, 401, 413, 415, 429, 503)
 async def logout() -> Response:
-    """Revoke the presented access token, the refresh token it names, and `refresh_token`
-    from the body, if given."""
+    """Revoke the presented access token and the refresh token it names.
+
+    A `refresh_token` in the optional body is revoked as well: it must be a refresh token of
+    the caller's (400 `invalid_refresh_token` otherwise); an expired one is accepted."""
     viewer, claims, parts = current_viewer(), current_claims(), current_parts()
     revoked = {claims.jti: claims.expires_at}
     if claims.refresh_jti is not None:

@@ -24,7 +24,7 @@ from taskapi.http.conditional import weak_etag, write_precondition
 from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import (
     ETAG_TEXT,
-    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENCY_KEY,
     IDEMPOTENT_CREATE_ERRORS,
     IF_MATCH_TEXT,
     empty_response,
@@ -101,7 +101,7 @@ async def list_tasks(query: TaskListQuery) -> Response:
     ETag=ETAG_TEXT,
     Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
 )
-@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY)
 @errors(400, 401, 409, 413, 415, 422, 429, 503, texts=IDEMPOTENT_CREATE_ERRORS)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
