@@ -60,8 +60,8 @@ class JobStatusOut(BaseModel):
 async def process_task(task_id: int) -> Response:
     """Queue the processing of a task, then poll `status_url`.
 
-    The job appends " [Processed]" to the title and completes the task. It is in the outbox
-    once this answers: it runs even if the queue is down now."""
+    The job appends " [Processed]" to the description (once) and completes the task. It is
+    in the outbox once this answers: it runs even if the queue is down now."""
     async with request_unit() as unit:
         job_id = await tasks.queue_processing(unit, current_viewer(), task_id)
     return json_response(

@@ -69,9 +69,12 @@ class TaskPatch(BaseModel):
     model_config = ConfigDict(
         strict=True,
         extra="ignore",
+        # "not all of them absent": at least one given (unknown fields alone change nothing,
+        # answered 400 `empty_patch`); an `anyOf` of `required` says the same, but makes
+        # openapi-python-client give up on the model
         json_schema_extra={
             "minProperties": 1,
-            "anyOf": [{"required": [name]} for name in _PATCHED],
+            "not": {"properties": {name: {"not": {}} for name in _PATCHED}},
         },
     )
 
