@@ -134,6 +134,17 @@ IDEMPOTENT_ERRORS = {  # of a POST without a body that honours Idempotency-Key
     "retry shortly.",
     422: _REUSED_KEY[0].upper() + _REUSED_KEY[1:],
 }
+PATCH_ERRORS = {
+    400: "Malformed JSON, an empty body, JSON that is not an object, or an object with none of "
+    "the writable fields (`empty_patch`).",
+}
+LOGOUT_ERRORS = {
+    400: "Malformed JSON or JSON that is not an object, or a `refresh_token` that is not a "
+    "refresh token of the caller's (`invalid_refresh_token`).",
+}
+LIST_ERRORS = {
+    400: "An invalid `status`, `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`).",
+}
 IDEMPOTENT_CREATE_ERRORS = {  # of a POST with a task's fields
     **IDEMPOTENT_ERRORS,
     400: "Malformed JSON, an empty body, JSON that is not an object, or " + _BAD_KEY,

@@ -156,6 +156,16 @@ async def test_hostile_and_unicode_text_round_trips_verbatim(client_as, text):
     assert fetched["description"] == text
 
 
+async def test_a_title_is_stored_stripped_and_its_length_counts_as_sent(client_as):
+    """The document's rule: at most 150 characters as sent, one of them not whitespace."""
+    api = await client_as()
+    task = await api.create_task(title="\u3000 a title \n")
+    assert task["title"] == "a title"
+    for title in (" " + "x" * 150, "\t\u2003\x1c"):
+        response = await api.post("/api/tasks/", json={"title": title})
+        assert "title" in (await _error(response, 422))["details"], repr(title)
+
+
 async def test_updated_at_strictly_increases_on_every_write(client_as):
     """PUT, PATCH and the process job each move `updated_at` forward; `created_at` stays."""
     api = await client_as()
@@ -541,6 +551,15 @@ async def test_the_first_bad_parameter_is_answered(client_as):
     assert cursor["message"] == "Invalid cursor."
 
 
+@pytest.mark.parametrize("cursor", ["0.0", "99999999999999999.999999999", "1764876000000000.7"])
+async def test_every_cursor_of_the_documented_form_continues_a_listing(client_as, cursor):
+    """Any `<microseconds>.<id>` the document's pattern allows is a place in the listing."""
+    api = await client_as()
+    await api.create_task()
+    response = await api.get(f"/api/tasks/?cursor={cursor}")
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
@@ -550,7 +569,7 @@ async def test_the_first_bad_parameter_is_answered(client_as):
         "-1.1",
         "1.1.1",
         "1.-1",
-        "\uff11.1",  # a full-width digit
+        "%EF%BC%91.1",  # a full-width digit one, percent-encoded
         pytest.param("1" * 18 + ".1", id="18-digit-time"),
         pytest.param("1." + "1" * 10, id="10-digit-id"),
         # the cursors of the API's first format (base64 of a JSON `[time, id]`)

@@ -21,7 +21,7 @@ from taskapi.domain.limits import login_keys
 from taskapi.domain.parts import Parts
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
-from taskapi.http.docs import empty_response, errors
+from taskapi.http.docs import LOGOUT_ERRORS, empty_response, errors
 from taskapi.http.gate import current_admission, current_claims, current_viewer
 from taskapi.http.policy import default_limits, limited, login_required, refresh_token_required
 from taskapi.http.responses import json_response, no_content, success
@@ -138,7 +138,7 @@ async def me() -> Response:
 @login_required
 @document_request(LogoutRequest)
 @empty_response("Logged out: the token(s) are revoked until they would have expired.")
-@errors(400, 401, 413, 415, 429, 503)
+@errors(400, 401, 413, 415, 429, 503, texts=LOGOUT_ERRORS)
 async def logout() -> Response:
     """Revoke the presented access token and the refresh token it names.
 

@@ -27,6 +27,8 @@ from taskapi.http.docs import (
     IDEMPOTENCY_KEY,
     IDEMPOTENT_CREATE_ERRORS,
     IF_MATCH_TEXT,
+    LIST_ERRORS,
+    PATCH_ERRORS,
     empty_response,
     errors,
     not_modified,
@@ -65,7 +67,7 @@ def _task_response(
     ETag='A weak entity tag of this page (`W/"..."`).',
 )
 @not_modified
-@errors(400, 401, 429, 503)
+@errors(400, 401, 429, 503, texts=LIST_ERRORS)
 async def list_tasks(query: TaskListQuery) -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
     status, limit = query.status, query.limit
@@ -153,7 +155,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
 @document_response(TaskEnvelope, 200)
 @response_headers(200, ETag=ETAG_TEXT)
 @request_headers(If_Match=IF_MATCH_TEXT)
-@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503, texts=PATCH_ERRORS)
 async def patch_task(task_id: int, data: TaskPatch) -> Response:
     """Change some fields of a task."""
     changes = data.changes()
