@@ -70,8 +70,8 @@ class TaskPatch(BaseModel):
         strict=True,
         extra="ignore",
         # "not all of them absent": at least one given (unknown fields alone change nothing,
-        # answered 400 `empty_patch`); an `anyOf` of `required` says the same, but makes
-        # openapi-python-client give up on the model
+        # answered 400 `empty_patch`)
+        # workaround: openapi-python-client drops a model with an anyOf of required (pinned by tests/test_library_defects.py::test_openapi_python_client_gives_up_on_a_model_with_an_any_of_of_required)
         json_schema_extra={
             "minProperties": 1,
             "not": {"properties": {name: {"not": {}} for name in _PATCHED}},
