@@ -4,7 +4,7 @@ can state, so that a refusal of the case still means the document is wrong.
 
 - A generated Idempotency-Key repeats across cases (the coverage phase sends the same few
   values), and a key sent again with another body is rightly 422 `idempotency_key_reused`:
-  each valid key is made fresh.
+  each valid key is made fresh (a new UUID: a key lives for a day, across runs).
 - `format: email` is any RFC 5321 mailbox; registration takes the deliverable ones that
   email-validator accepts (no special-use domain such as `.test`, a top-level domain ending in
   a letter): another address stands in for one it refuses.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from typing import Any
 
 import schemathesis
@@ -45,7 +46,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         return
     key = (case.headers or {}).get(HEADER)
     if isinstance(key, str) and _VALID_KEY.fullmatch(key):
-        case.headers[HEADER] = f"fuzz-{next(_fresh)}"
+        case.headers[HEADER] = f"fuzz-{uuid.uuid4()}"  # fresh across runs too
     body = case.body
     if case.operation.label == "POST /auth/register" and isinstance(body, dict):
         if isinstance(body.get("email"), str) and not _deliverable(body["email"]):
