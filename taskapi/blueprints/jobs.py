@@ -56,7 +56,7 @@ class JobStatusOut(BaseModel):
     Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
 )
 @request_headers(Idempotency_Key=IDEMPOTENCY_KEY)
-@errors(400, 401, 403, 404, 409, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
+@errors(400, 401, 403, 404, 409, 413, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
 async def process_task(task_id: int) -> Response:
     """Queue the processing of a task, then poll `status_url`.
 
