@@ -40,11 +40,22 @@ def _storable(value: str) -> str:
 WHITESPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # Text without NUL characters (PostgreSQL cannot store them).
 NO_NUL = r"^[^\u0000]*$"
-# The same with at least one character that is not whitespace: text that strips to a value.
-SOME_TEXT = rf"^[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*$"
 STORABLE = AfterValidator(_storable)
 # Free text: no NUL characters, valid Unicode.
 Text = Annotated[str, StringConstraints(pattern=NO_NUL), STORABLE]
+
+
+def stripped_length(low: int, high: int) -> str:
+    """Text without NUL characters whose stripped form (`str.strip()`) has `low` (at least 1)
+    to `high` characters, whatever whitespace surrounds it: leading whitespace, a first and a
+    last character that are not whitespace, anything between, trailing whitespace."""
+    if not 1 <= low <= high:
+        raise ValueError("1 <= low <= high")
+    edge = f"[^\\u0000{WHITESPACE}]"
+    body = edge
+    if high > 1:  # then anything and a last edge character, optional when one character will do
+        body += f"(?:[^\\u0000]{{{max(low - 2, 0)},{high - 2}}}{edge})" + ("?" if low == 1 else "")
+    return f"^[{WHITESPACE}]*{body}[{WHITESPACE}]*$"
 
 
 def is_json_request() -> bool:

@@ -156,12 +156,15 @@ async def test_hostile_and_unicode_text_round_trips_verbatim(client_as, text):
     assert fetched["description"] == text
 
 
-async def test_a_title_is_stored_stripped_and_its_length_counts_as_sent(client_as):
-    """The document's rule: at most 150 characters as sent, one of them not whitespace."""
+async def test_a_title_is_stored_stripped_and_its_length_counts_once_stripped(client_as):
+    """The contract's rule ("trimmed, 1-150 chars"), which the document's pattern states: the
+    whitespace around a title is not counted, however much there is."""
     api = await client_as()
     task = await api.create_task(title="\u3000 a title \n")
     assert task["title"] == "a title"
-    for title in (" " + "x" * 150, "\t\u2003\x1c"):
+    task = await api.create_task(title="  " + "x" * 150 + "\t\n")
+    assert task["title"] == "x" * 150
+    for title in ("x" * 151, " " + "x" * 151 + " ", "\t\u2003\x1c", ""):
         response = await api.post("/api/tasks/", json={"title": title})
         assert "title" in (await _error(response, 422))["details"], repr(title)
 

@@ -24,11 +24,12 @@ from typing_extensions import TypeAliasType
 
 from taskapi.domain.pagination import CURSOR_PATTERN, Cursor
 from taskapi.domain.tasks import TaskRow
-from taskapi.http.validation import SOME_TEXT, STORABLE, Rejected, Text
+from taskapi.http.validation import STORABLE, Rejected, Text, stripped_length
 
-# At most 150 characters as sent, at least one of them not whitespace; stored stripped.
+# 1 to 150 characters once stripped of the whitespace around them (the contract's "trimmed,
+# 1-150 chars"), however much surrounds them; stored stripped.
 Title = Annotated[
-    str, StringConstraints(max_length=150, pattern=SOME_TEXT), STORABLE, AfterValidator(str.strip)
+    str, StringConstraints(pattern=stripped_length(1, 150)), STORABLE, AfterValidator(str.strip)
 ]
 Description = Annotated[Text, StringConstraints(max_length=10_000)]
 # One named schema (`TaskStatus`) wherever a task's status is read or written.
