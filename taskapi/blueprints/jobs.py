@@ -58,7 +58,7 @@ class JobStatusOut(BaseModel):
 @request_headers(Idempotency_Key=IDEMPOTENCY_KEY)
 @errors(400, 401, 403, 404, 409, 413, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
 async def process_task(task_id: int) -> Response:
-    """Queue the processing of a task, then poll `status_url`.
+    """Queue the processing of a task, then poll the status URL in the answer.
 
     The job appends " [Processed]" to the description (once) and completes the task. It is
     in the outbox once this answers: it runs even if the queue is down now."""

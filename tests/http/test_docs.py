@@ -330,3 +330,11 @@ def test_the_whitespace_class_is_what_strip_removes():
     for code in range(0x110000):
         char = chr(code)
         assert bool(spelled.fullmatch(char)) == (char.strip() == ""), hex(code)
+
+
+async def test_summaries_are_plain_text(spec):
+    """ReDoc and Swagger UI show a summary as plain text (a heading, a search result), so
+    markdown there would show its backticks; the descriptions may use it."""
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "`" not in operation["summary"], (method, path)

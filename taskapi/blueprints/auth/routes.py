@@ -50,7 +50,9 @@ async def _no_store(response: Response) -> Response:
 @document_response(RegisterResponse, 201)
 @errors(400, 409, 413, 415, 429, 503)
 async def register(data: RegisterRequest) -> Response:
-    """Register a new user (role `user`)."""
+    """Register a new user, with the ordinary role.
+
+    The account's role is `user`; only an operator makes an admin (`taskapi users set-role`)."""
     user = await accounts.register_user(
         await request_connection(),
         current_parts().passwords,

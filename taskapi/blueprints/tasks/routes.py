@@ -138,7 +138,7 @@ async def get_task(task_id: int) -> Response:
 @request_headers(If_Match=IF_MATCH_TEXT)
 @errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
-    """Replace a task: `title` and `status` required; absent optional fields become null."""
+    """Replace a task: title and status are required; optional fields left out become null."""
     precondition = write_precondition(task_id)
     async with request_unit() as unit:
         task = await tasks.update_task(
