@@ -44,8 +44,19 @@ test: $(DEV_STAMP)
 	$(BIN)/vulture
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Schemathesis, every check, 500 examples an operation: against a server of its own (PostgreSQL,
+# Redis, hypercorn), or against yours with FUZZ_URL, FUZZ_PASSWORD and FUZZ_USERNAME (a dedicated
+# account, registered if it does not exist; README, "Fuzzing a running server").
+FUZZ_URL      ?=
+FUZZ_USERNAME ?= fuzzer
+FUZZ_PASSWORD ?=
 fuzz: $(DEV_STAMP)
+ifeq ($(FUZZ_URL),)
 	TASKAPI_FUZZ_EXAMPLES=$${TASKAPI_FUZZ_EXAMPLES:-500} $(BIN)/pytest -p no:cacheprovider tests/http/test_openapi_fuzz.py
+else
+	$(BIN)/python -m tests.http.fuzz --base "$(FUZZ_URL)" --username "$(FUZZ_USERNAME)" \
+	    --password "$(FUZZ_PASSWORD)" --examples $${TASKAPI_FUZZ_EXAMPLES:-500}
+endif
 
 # Load benchmark (needs wrk): a throwaway local PostgreSQL + Redis deployment, or BENCH_ARGS
 # such as "--base https://api.example.com --username U --password P".

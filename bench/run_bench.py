@@ -7,7 +7,9 @@ deployment it starts itself: PostgreSQL and Redis from the machine's binaries, m
 Prints req/s, p50, p99 and errors per scenario, the servers' resident memory, and /health and
 S1 latency during 100 concurrent logins. S5 (PATCH with If-Match on 100 shared tasks, created
 just before it runs, re-reading on 412) also prints the share of its PATCHes answered 412; those
-412s are not counted as errors. Speed is measured here, never asserted.
+412s are not counted as errors. `--metrics-cost ROUNDS` runs only S1, with the Prometheus
+metrics on and off (TASKAPI_METRICS_ENABLED) in alternating rounds on one local deployment, and
+prints the ratio. Speed is measured here, never asserted.
 """
 
 from __future__ import annotations
@@ -87,7 +89,16 @@ def create_tasks(base: str, token: str, count: int, title: str = "bench") -> lis
         return list(pool.map(create, range(count)))
 
 
-def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse.Namespace) -> dict:
+def run_wrk(
+    base: str,
+    scenario: str,
+    token: str,
+    ids_file: Path,
+    args: argparse.Namespace,
+    pids: list[int] | None = None,
+) -> dict:
+    """One scenario after its warm-up; with `pids`, also the CPU those processes used during
+    the measured run (`cpu_seconds`)."""
     env = {
         **os.environ,
         "BENCH_TOKEN": token,
@@ -99,6 +110,7 @@ def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse
     subprocess.run(
         ["wrk", "-d", f"{args.warmup}s", *common], env=env, capture_output=True, check=True
     )
+    cpu_before = cpu_seconds(pids or [])
     out = subprocess.run(
         ["wrk", "-d", f"{args.duration}s", *common],
         env=env,
@@ -115,6 +127,7 @@ def run_wrk(base: str, scenario: str, token: str, ids_file: Path, args: argparse
         "p50": data["p50_us"] / 1000,
         "p99": data["p99_us"] / 1000,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds(pids or []) - cpu_before,
     }
 
 
@@ -226,17 +239,11 @@ def relay_delays(database_url: str) -> str:
 
 
 @contextlib.contextmanager
-def local_deployment(workers: int, pgbouncer_pool: int) -> Iterator[tuple[str, list[int]]]:
-    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids).
-    With `pgbouncer_pool`, the servers reach PostgreSQL through a PgBouncer in transaction mode
-    with that many server connections (TASKAPI_DB_PGBOUNCER=1; the relay listens directly)."""
-    from tests.services import (
-        free_port,
-        poll,
-        running_pgbouncer,
-        running_postgres,
-        running_redis,
-    )
+def local_stores(pgbouncer_pool: int = 0) -> Iterator[dict[str, str]]:
+    """PostgreSQL + Redis + migrated schema; yields the environment bench/serve.sh needs. With
+    `pgbouncer_pool`, the servers reach PostgreSQL through a PgBouncer in transaction mode with
+    that many server connections (TASKAPI_DB_PGBOUNCER=1; the relay listens directly)."""
+    from tests.services import free_port, running_pgbouncer, running_postgres, running_redis
 
     with contextlib.ExitStack() as stack:
         pg = stack.enter_context(running_postgres())
@@ -247,7 +254,6 @@ def local_deployment(workers: int, pgbouncer_pool: int) -> Iterator[tuple[str, l
             "DATABASE_URL": direct,
             "REDIS_URL": redis.url,
             "PORT": str(free_port()),
-            "WORKERS": str(workers),
         }
         subprocess.run(
             [str(ROOT / ".venv/bin/taskapi"), "db", "upgrade"],
@@ -261,33 +267,130 @@ def local_deployment(workers: int, pgbouncer_pool: int) -> Iterator[tuple[str, l
             env["DATABASE_URL"] = bouncer.url("bench")
             env.setdefault("TASKAPI_DB_PGBOUNCER", "1")  # 0 shows what it is for
             env["TASKAPI_DB_LISTEN_URL"] = direct
-        log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
-        server = subprocess.Popen(
-            ["bash", str(ROOT / "bench/serve.sh")],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        global LOCAL_DATABASE_URL
+        LOCAL_DATABASE_URL = direct
+        yield env
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
+    """bench/serve.sh with `env` until the block ends; yields (base URL, server pids)."""
+    from tests.services import poll
+
+    log = tempfile.NamedTemporaryFile(prefix="taskapi-bench-", suffix=".log", delete=False)  # noqa: SIM115 - the server writes it until the end
+    server = subprocess.Popen(
+        ["bash", str(ROOT / "bench/serve.sh")],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{env['PORT']}"
+
+    def up() -> bool:
+        with contextlib.suppress(OSError):
+            return Client(base).call("GET", "/health")[0] == 200
+        return False
+
+    try:
+        poll(up, "the benchmark server")
+        children = subprocess.run(
+            ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        yield base, [int(p) for p in children]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+@contextlib.contextmanager
+def local_deployment(workers: int, pgbouncer_pool: int) -> Iterator[tuple[str, list[int]]]:
+    """PostgreSQL + Redis + migrated schema + bench/serve.sh; yields (base URL, server pids)."""
+    with local_stores(pgbouncer_pool) as env, serving({**env, "WORKERS": str(workers)}) as deployed:
+        yield deployed
+
+
+def register(base: str, username: str, password: str) -> None:
+    Client(base).call(
+        "POST",
+        "/auth/register",
+        {"username": username, "email": f"{username}@example.com", "password": password},
+    )
+
+
+def requests_counted(base: str) -> float:
+    """The sum of taskapi_http_requests_total of the process that answers this scrape."""
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    if response.status != 200:
+        return float("nan")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("taskapi_http_requests_total{")
+    )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def metrics_cost(args: argparse.Namespace) -> None:
+    """S1 with TASKAPI_METRICS_ENABLED true and false, in alternating rounds on one local
+    deployment (the servers restarted between runs, the data kept): req/s per run, and the
+    ratio of the medians."""
+    rps: dict[str, list[float]] = {"true": [], "false": []}
+    cpu: dict[str, list[float]] = {"true": [], "false": []}  # server CPU µs per request
+    with local_stores() as env:
+        env = {**env, "WORKERS": str(args.workers)}
+        ids_file: Path | None = None
+        print(
+            f"metrics cost: S1, wrk -t{args.threads} -c{args.connections}, {args.duration}s "
+            f"per run after {args.warmup}s warm-up, {args.metrics_cost} rounds"
         )
-        base = f"http://127.0.0.1:{env['PORT']}"
-
-        def up() -> bool:
-            with contextlib.suppress(OSError):
-                return Client(base).call("GET", "/health")[0] == 200
-            return False
-
-        try:
-            poll(up, "the benchmark server")
-            children = subprocess.run(
-                ["pgrep", "-g", str(server.pid)], capture_output=True, text=True
-            ).stdout.split()
-            global LOCAL_DATABASE_URL
-            LOCAL_DATABASE_URL = direct
-            yield base, [int(p) for p in children]
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=60)
+        for round_number in range(args.metrics_cost):
+            order = ("true", "false") if round_number % 2 == 0 else ("false", "true")
+            for enabled in order:
+                with serving({**env, "TASKAPI_METRICS_ENABLED": enabled}) as (base, pids):
+                    if ids_file is None:
+                        register(base, args.username, args.password)
+                        token = login(base, args.username, args.password)
+                        ids_file = write_ids(create_tasks(base, token, args.tasks))
+                    token = login(base, args.username, args.password)
+                    result = run_wrk(base, "S1", token, ids_file, args, pids)
+                    counted = requests_counted(base) if enabled == "true" else None
+                rps[enabled].append(result["rps"])
+                cpu[enabled].append(1e6 * result["cpu_seconds"] / max(1, result["requests"]))
+                shown = f", {counted:.0f} requests counted by one process" if counted else ""
+                print(
+                    f"  round {round_number + 1} metrics {'on ' if enabled == 'true' else 'off'}"
+                    f"  {result['rps']:>7.0f} req/s  p50 {result['p50']:.2f} ms  "
+                    f"p99 {result['p99']:.2f} ms  errors {result['errors']}  "
+                    f"server CPU {cpu[enabled][-1]:.0f} µs/request{shown}"
+                )
+    on, off = statistics.median(rps["true"]), statistics.median(rps["false"])
+    ratios = [a / b for a, b in zip(rps["true"], rps["false"], strict=True)]
+    print(
+        f"S1 median req/s: metrics on {on:.0f}, off {off:.0f}; on/off per round "
+        + " ".join(f"{r:.3f}" for r in ratios)
+        + f", median {statistics.median(ratios):.3f}"
+    )
+    cpu_on, cpu_off = statistics.median(cpu["true"]), statistics.median(cpu["false"])
+    print(
+        f"server CPU per S1 request (median): metrics on {cpu_on:.0f} µs, off {cpu_off:.0f} µs "
+        f"({100 * (cpu_on / cpu_off - 1):+.1f} %)"
+    )
 
 
 def main() -> None:
@@ -313,24 +416,27 @@ def main() -> None:
         help="local only: reach PostgreSQL through a PgBouncer in transaction mode with POOL "
         "server connections (and TASKAPI_DB_PGBOUNCER=1)",
     )
+    parser.add_argument(
+        "--metrics-cost",
+        type=int,
+        metavar="ROUNDS",
+        help="only S1, with the metrics on and off in ROUNDS alternating rounds (local only)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
+    if args.metrics_cost:
+        if args.base:
+            sys.exit("--metrics-cost restarts the servers: it runs on a local deployment only")
+        metrics_cost(args)
+        return
 
     with contextlib.ExitStack() as stack:
         pids: list[int] = []
         base = args.base
         if base is None:
             base, pids = stack.enter_context(local_deployment(args.workers, args.pgbouncer))
-            Client(base).call(
-                "POST",
-                "/auth/register",
-                {
-                    "username": args.username,
-                    "email": f"{args.username}@example.com",
-                    "password": args.password,
-                },
-            )
+            register(base, args.username, args.password)
         token = login(base, args.username, args.password)
         ids = create_tasks(base, token, args.tasks)
         ids_file = write_ids(ids)

@@ -30,6 +30,6 @@ for _ in $(seq "${WORKERS:-2}"); do
     --keep-alive 75 --graceful-timeout 5 asgi:app &
 done
 if [ "${BENCH_ARQ_WORKER:-1}" != 0 ]; then
-  .venv/bin/arq worker.WorkerSettings &
+  .venv/bin/arq worker.WorkerSettings --custom-log-dict worker.LOG_CONFIG &
 fi
 wait

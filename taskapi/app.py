@@ -12,6 +12,7 @@ from taskapi.blueprints.auth.routes import bp as auth_bp
 from taskapi.blueprints.health import bp as health_bp
 from taskapi.blueprints.jobs import bp as jobs_bp
 from taskapi.blueprints.tasks.routes import bp as tasks_bp
+from taskapi.domain.gauges import sample_gauges
 from taskapi.domain.limits import limits_from
 from taskapi.domain.parts import Parts
 from taskapi.http.db_scope import close_request_connection
@@ -19,6 +20,7 @@ from taskapi.http.docs import init_docs, plain_view
 from taskapi.http.edge import CachedReads
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate
+from taskapi.http.metrics import RequestMetrics, note_quart_route
 from taskapi.http.policy import exempt
 from taskapi.http.proxies import ForwardedHeaders
 from taskapi.http.state import PARTS
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     for endpoint in DOCS_ENDPOINTS:
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = exempt(plain_view(app, app.view_functions[endpoint]))
+    if settings.metrics_enabled:
+        app.after_request(note_quart_route)
     gate = _init_gate(app, parts)
     register_error_handlers(app)
 
@@ -83,6 +87,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.asgi_app = CachedReads(app.asgi_app, app, gate, app.extensions["taskapi.tokens"])  # type: ignore[method-assign]
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    if settings.metrics_enabled:  # outermost: every answer counted, the socket's peer checked
+        app.asgi_app = RequestMetrics(  # type: ignore[method-assign]
+            app.asgi_app, settings.metrics_allow, lambda: sample_gauges(parts.db)
+        )
     return app
 
 

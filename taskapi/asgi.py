@@ -4,12 +4,12 @@
 import sys
 
 from taskapi.app import create_app
-from taskapi.infra.logs import configure_logging
+from taskapi.infra.logs import configure_process_logging
 from taskapi.settings import SettingsError, load_settings
 
 try:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_process_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
 except SettingsError as error:
     sys.exit(f"taskapi: configuration error: {error}")

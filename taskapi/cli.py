@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import secrets
 import socket
 import sys
@@ -14,6 +15,7 @@ import click
 from alembic import command
 from sqlalchemy.exc import SQLAlchemyError
 
+from taskapi.infra.logs import configure_process_logging
 from taskapi.infra.migrate import alembic_config
 from taskapi.secret_policy import GENERATE_SECRET, secret_weakness
 from taskapi.settings import CONFIG_DIR, Settings, SettingsError, load_settings
@@ -52,6 +54,7 @@ def serve(host: str, port: int, workers: int) -> None:
     from hypercorn.run import run
 
     settings = _settings()  # refuse a bad configuration before anything says "serving"
+    configure_process_logging(settings.log_level, settings.log_format)
     _refuse_exposed_weak_secret(settings, host)
     _check_port_free(host, port)
     if not _is_loopback(host):
@@ -63,7 +66,10 @@ def serve(host: str, port: int, workers: int) -> None:
     config.workers = 0 if workers == 1 else workers
     config.application_path = "taskapi.asgi:app"
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)")
+    _announce(
+        settings,
+        f"taskapi: serving on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)",
+    )
     sys.exit(run(config))
 
 
@@ -96,10 +102,20 @@ def _retire_the_published_demo_password(settings: Settings, host: str) -> None:
             "(taskapi db upgrade)?"
         ) from None
     for username, password in replaced:
-        click.echo(
+        _announce(
+            settings,
             f"taskapi: demo account {username!r} had the published password; on HOST={host} "
-            f"(beyond loopback) its password is now {password}  (shown once)"
+            f"(beyond loopback) its password is now {password}  (shown once)",
         )
+
+
+def _announce(settings: Settings, line: str) -> None:
+    """A line `taskapi serve` prints before serving: as it is, or, in JSON logs, as a log line
+    like every other line the process writes (a warning, so that no log level hides it)."""
+    if settings.log_format == "json":
+        logging.getLogger("taskapi.cli").warning("%s", line)
+    else:
+        click.echo(line)
 
 
 async def _replace_demo_passwords(settings: Settings) -> list[tuple[str, str]]:
@@ -149,19 +165,21 @@ def _is_loopback(host: str) -> bool:
 
 @main.command()
 def worker() -> None:
-    """Run the arq worker for the background jobs (the same as `arq worker.WorkerSettings`)."""
+    """Run the arq worker for the background jobs (the same as `arq worker.WorkerSettings
+    --custom-log-dict worker.LOG_CONFIG`)."""
     import logging.config
 
     from arq import run_worker
-    from arq.logs import default_log_config
 
-    from taskapi.worker_settings import build_worker_settings
+    from taskapi.worker_settings import ARQ_LOG_CONFIG, build_worker_settings
 
+    settings = _settings()
+    configure_process_logging(settings.log_level, settings.log_format)
     try:
-        worker_settings = build_worker_settings(_settings())
+        worker_settings = build_worker_settings(settings)
     except SettingsError as error:
         raise click.ClickException(f"configuration error: {error}") from None
-    logging.config.dictConfig(default_log_config(verbose=False))  # as the `arq` command does
+    logging.config.dictConfig(ARQ_LOG_CONFIG)  # as the `arq` command does with the option
     run_worker(worker_settings)
 
 

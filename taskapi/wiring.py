@@ -19,6 +19,7 @@ from taskapi.domain.parts import Parts
 from taskapi.domain.ports import JobQueue, Publisher
 from taskapi.domain.relay import Relay
 from taskapi.domain.revocations import SYNC_INTERVAL_SECONDS, RevocationRecord
+from taskapi.infra import metrics
 from taskapi.infra.db import Database
 from taskapi.infra.mail import Mailer
 from taskapi.infra.memory.gcra import MemoryGcra
@@ -48,6 +49,7 @@ Process = Literal["app", "worker", "cli"]
 
 def build_parts(settings: Settings, process: Process) -> Parts:
     """Every part a process needs; `await parts.open()` before use, `close()` after."""
+    metrics.jobs_known(JOBS_BY_NAME)
     if settings.redis_url:
         return _in_redis(settings, relays=process == "worker")
     return _in_process(settings, relays=process == "app")

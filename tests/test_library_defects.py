@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jwt
 import pytest
@@ -394,3 +398,56 @@ def test_schema_docs_pages_have_no_doctype():
 
     for template in (REDOC_TEMPLATE, SWAGGER_TEMPLATE):
         assert not template.lstrip().lower().startswith("<!doctype html>")
+
+
+def test_openapi_python_client_gives_up_on_a_model_with_an_any_of_of_required(tmp_path):
+    """openapi-python-client turns an object schema with an `anyOf` of `required` alternatives
+    ("at least one of these") into an untyped body (`body: Any`, no model). If this fails after
+    an upgrade, TaskPatch (taskapi/blueprints/tasks/schemas.py) may say its rule with `anyOf`
+    instead of `not`."""
+    patch = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "status": {"type": "string"}},
+        "anyOf": [{"required": ["title"]}, {"required": ["status"]}],
+    }
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "pin", "version": "1"},
+        "paths": {
+            "/t": {
+                "patch": {
+                    "operationId": "patch_t",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/P"}}
+                        },
+                    },
+                    "responses": {"204": {"description": "ok"}},
+                }
+            }
+        },
+        "components": {"schemas": {"P": patch}},
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "config.yaml").write_text("package_name_override: pin\npost_hooks: []\n")
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(tmp_path / "spec.json"),
+            "--meta",
+            "none",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--output-path",
+            str(tmp_path / "pin"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    generated = (tmp_path / "pin" / "api" / "default" / "patch_t.py").read_text()
+    assert "body: Any," in generated
+    assert not (tmp_path / "pin" / "models" / "p.py").exists()

@@ -117,8 +117,9 @@ async def health() -> Response:
 @document_response(Readiness, 200)
 @document_response(NotReady, 503)
 async def ready() -> Response:
-    """Readiness: the database (and Redis, where configured) answer (checked at most once a
-    second by each process)."""
+    """Readiness: the database (and Redis, where configured) answer.
+
+    Each process runs the checks at most once a second and shares that answer."""
     cache: ReadinessCache = current_app.extensions[READINESS]
     answer = await cache.checks(_run_checks)
     checks = answer["checks"]

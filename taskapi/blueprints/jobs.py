@@ -13,7 +13,7 @@ from taskapi.domain import outbox, tasks
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import (
-    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENCY_KEY,
     IDEMPOTENT_ERRORS,
     errors,
     request_headers,
@@ -55,18 +55,20 @@ class JobStatusOut(BaseModel):
     202,
     Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
 )
-@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
-@errors(400, 401, 403, 404, 409, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY)
+@errors(400, 401, 403, 404, 409, 413, 422, 429, 503, texts=IDEMPOTENT_ERRORS)
 async def process_task(task_id: int) -> Response:
-    """Queue the task's processing (appends " [Processed]", completes it); poll `status_url`.
-    The job is in the outbox once this answers: it runs even if the queue is down now."""
+    """Queue the processing of a task, then poll the status URL in the answer.
+
+    The job appends " [Processed]" to the description (once) and completes the task. It is
+    in the outbox once this answers: it runs even if the queue is down now."""
     async with request_unit() as unit:
         job_id = await tasks.queue_processing(unit, current_viewer(), task_id)
     return json_response(
         {
             "message": "Task processing has been queued.",
             "job_id": job_id,
-            "status_url": url_for("jobs.job_status", job_id=job_id, _external=True),
+            "status_url": url_for("jobs.get_job_status", job_id=job_id, _external=True),
         },
         202,
     )
@@ -78,9 +80,11 @@ async def process_task(task_id: int) -> Response:
 @login_required
 @document_response(JobStatusOut, 200)
 @errors(401, 404, 429, 503)
-async def job_status(job_id: str) -> Response:
-    """The job's status and result (`not_found` once it is unknown or expired); another
-    user's job is 404: only the user who queued it (or an admin) may see it."""
+async def get_job_status(job_id: str) -> Response:
+    """The status of a job, and its result once it is complete.
+
+    `not_found` once the job is unknown or has expired. Another user's job is 404: only the
+    user who queued it (or an admin) may see it."""
     viewer = current_viewer()
     if not JOB_ID.match(job_id):
         return json_response({"job_id": job_id, "status": "not_found", "result": None})

@@ -1,5 +1,5 @@
 """Rate-limit policy: which keys a request's budgets live under (per caller, per route; a
-client address's scope), the figures of the RateLimit-* headers, and the keys of the failed-
+client address's scope), the figures of the rate-limit headers, and the keys of the failed-
 login budgets. The stores (`taskapi.domain.ports`) do the atomic steps."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import ipaddress
 import math
 import urllib.parse
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from taskapi.domain.names import canonical
 from taskapi.infra.stores import Limit, LoginBudgets, LoginKeys, Outcome
@@ -65,15 +66,28 @@ def _shortest(limits: tuple[Limit, ...]) -> int:
     return min(range(len(limits)), key=lambda i: limits[i].seconds)
 
 
+class Quota(NamedTuple):
+    """One limit's budget after a step: what it allows and when it is whole again (a tuple:
+    one per limit on every request)."""
+
+    limit: Limit
+    remaining: int
+    reset_seconds: int
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
-    """What the RateLimit-* headers (and Retry-After) say about a step."""
+    """What the rate-limit headers (and Retry-After) say about a step: the figures of one
+    limit (the refusing one, else the shortest window's) and the budget of each limit the
+    step knows (every one when it allowed, the refusing one when it refused)."""
 
     allowed: bool
     limit: int
     remaining: int
     reset_seconds: int
     retry_after: int = 0
+    limits: tuple[Limit, ...] = ()  # the route's limits, in order
+    quotas: tuple[Quota, ...] = ()
 
 
 def decide(limits: tuple[Limit, ...], outcome: Outcome) -> Decision:
@@ -82,11 +96,22 @@ def decide(limits: tuple[Limit, ...], outcome: Outcome) -> Decision:
         refused = limits[outcome.index]
         retry_after = max(1, math.ceil(outcome.retry_after_ms / 1000))
         reset = math.ceil(outcome.separations[0] / 1000)
-        return Decision(False, refused.count, 0, reset, retry_after)
-    shortest = _shortest(limits)
-    limit, separation = limits[shortest], outcome.separations[shortest]
-    remaining = int((limit.period_ms - separation) / limit.interval_ms)
-    return Decision(True, limit.count, max(0, remaining), math.ceil(separation / 1000))
+        quota = Quota(refused, 0, reset)
+        return Decision(False, refused.count, 0, reset, retry_after, limits, (quota,))
+    quotas = tuple(
+        [
+            Quota(
+                limit,
+                max(0, int((limit.period_ms - separation) / limit.interval_ms)),
+                math.ceil(separation / 1000),
+            )
+            for limit, separation in zip(limits, outcome.separations, strict=True)
+        ]
+    )
+    shown = quotas[_shortest(limits)]
+    return Decision(
+        True, shown.limit.count, shown.remaining, shown.reset_seconds, 0, limits, quotas
+    )
 
 
 # --- failed logins ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from taskapi.domain import outbox
 from taskapi.domain.ports import JobQueue, Publisher
+from taskapi.infra import metrics
 from taskapi.infra.db import Database
 from taskapi.infra.incidents import Incident
 from taskapi.infra.stores import StoreUnavailable
@@ -136,6 +137,7 @@ class Relay:
                 await outbox.mark_sent(connection, ids)
         if unavailable is not None:
             raise unavailable
+        metrics.jobs_enqueued(job.function for job in jobs)
         now = dt.datetime.now(dt.UTC)
         lag = max((now - entry.created_at).total_seconds() for entry in entries)
         log.info("outbox relayed %d (oldest %.3f s after its commit)", len(entries), lag)

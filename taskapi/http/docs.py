@@ -9,6 +9,7 @@ body, documentation views that are bound methods): see tests/test_library_defect
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from werkzeug.routing import BaseConverter, Rule
 
 from taskapi.errors import ErrorEnvelope
 from taskapi.http.doc_pages import init_doc_pages
+from taskapi.http.idempotency import KEY_PATTERN
+from taskapi.http.policy import policy_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERRORS_ATTRIBUTE = "_taskapi_error_statuses"
@@ -29,6 +32,7 @@ HEADERS_ATTRIBUTE = "_taskapi_response_headers"
 REQUEST_HEADERS_ATTRIBUTE = "_taskapi_request_headers"
 NOT_MODIFIED_ATTRIBUTE = "_taskapi_not_modified"
 ERROR_TEXTS_ATTRIBUTE = "_taskapi_error_texts"
+BODY_REQUIRED_ATTRIBUTE = "_taskapi_body_required"
 
 # The documentation pages' scripts, shipped in taskapi/static/docs (see `make docs-assets`).
 SWAGGER_UI_VERSION = "5.35.0"
@@ -62,6 +66,38 @@ ERROR_HEADERS: dict[int, dict[str, str]] = {
     429: {"Retry-After": "Seconds to wait before trying again."},
     503: {"Retry-After": "When the database is unreachable: seconds to wait before trying again."},
 }
+_POLICY_ITEM = r'"[0-9a-z-]+";q=[0-9]+;w=[0-9]+'
+_BUDGET_ITEM = r'"[0-9a-z-]+";r=[0-9]+;t=[0-9]+'
+# on every answer of a rate-limited operation that went through the rate step (all but a 503
+# while the rate limits are unavailable); the figures of `taskapi/http/ratelimit_headers.py`
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Policy": {
+        "description": "The operation's limits (draft-ietf-httpapi-ratelimit-headers-11), a "
+        'structured-field list: `"<requests>-per-<seconds>s";q=<requests>;w=<seconds>` per '
+        "limit.",
+        "schema": {"type": "string", "pattern": f"^{_POLICY_ITEM}(, {_POLICY_ITEM})*$"},
+    },
+    "RateLimit": {
+        "description": "The caller's budget under each limit (the same draft): "
+        '`"<policy>";r=<requests remaining>;t=<seconds>`, `t` being the seconds until that '
+        "budget is whole again; on a 429, the refusing limit alone, `r=0` and `t` its "
+        "`Retry-After`.",
+        "schema": {"type": "string", "pattern": f"^{_BUDGET_ITEM}(, {_BUDGET_ITEM})*$"},
+    },
+    "RateLimit-Limit": {
+        "description": "Requests allowed by the limit with the shortest window (on a 429, the "
+        "refusing limit).",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left under that limit.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until that limit's budget is whole again.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+}
 ETAG_TEXT = 'The task\'s strong entity tag, `"<id>.<version>"`.'
 IF_MATCH_TEXT = (
     "Write only if the task is still at this version: the `ETag` it was read with (or `*`: "
@@ -71,12 +107,23 @@ IF_NONE_MATCH_TEXT = (
     "The `ETag`(s) of the copy the client holds (or `*`): 304 without a body when it is "
     "still current."
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeaderValue:
+    """A request header's description and the pattern of the values the server accepts."""
+
+    description: str
+    pattern: str
+
+
 IDEMPOTENCY_KEY_TEXT = (
     "A key of the client's choosing (1-255 printable ASCII characters, bare or quoted) that "
     "makes retries safe: the first request with it runs; a retry with the same body gets its "
     "answer again (`Idempotent-Replayed: true`) for `TASKAPI_IDEMPOTENCY_TTL_SECONDS`. Per "
     "caller."
 )
+IDEMPOTENCY_KEY = HeaderValue(IDEMPOTENCY_KEY_TEXT, KEY_PATTERN)
 _BAD_KEY = (
     "an `Idempotency-Key` that is not 1-255 printable ASCII characters (`invalid_idempotency_key`)."
 )
@@ -86,6 +133,17 @@ IDEMPOTENT_ERRORS = {  # of a POST without a body that honours Idempotency-Key
     409: "A request with this `Idempotency-Key` is still running (`idempotency_key_in_flight`): "
     "retry shortly.",
     422: _REUSED_KEY[0].upper() + _REUSED_KEY[1:],
+}
+PATCH_ERRORS = {
+    400: "Malformed JSON, an empty body, JSON that is not an object, or an object with none of "
+    "the writable fields (`empty_patch`).",
+}
+LOGOUT_ERRORS = {
+    400: "Malformed JSON or JSON that is not an object, or a `refresh_token` that is not a "
+    "refresh token of the caller's (`invalid_refresh_token`).",
+}
+LIST_ERRORS = {
+    400: "An invalid `status`, `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`).",
 }
 IDEMPOTENT_CREATE_ERRORS = {  # of a POST with a task's fields
     **IDEMPOTENT_ERRORS,
@@ -106,8 +164,9 @@ def errors(*statuses: int, texts: dict[int, str] | None = None) -> Callable[[F],
     return decorator
 
 
-def request_headers(**headers: str) -> Callable[[F], F]:
-    """Document optional request headers (name with underscores → dashes)."""
+def request_headers(**headers: str | HeaderValue) -> Callable[[F], F]:
+    """Document optional request headers (name with underscores → dashes): any string, or
+    a `HeaderValue`'s pattern."""
 
     def decorator(view: F) -> F:
         documented = dict(getattr(view, REQUEST_HEADERS_ATTRIBUTE, {}))
@@ -116,6 +175,12 @@ def request_headers(**headers: str) -> Callable[[F], F]:
         return view
 
     return decorator
+
+
+def body_required(view: F) -> F:
+    """Document the operation's request body as required (`requestBody.required`)."""
+    setattr(view, BODY_REQUIRED_ATTRIBUTE, True)
+    return view
 
 
 def not_modified(view: F) -> F:
@@ -159,6 +224,32 @@ def plain_view(app: Any, view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _summary_and_description(view: Callable[..., Any]) -> tuple[str, str]:
+    """The docstring's first paragraph as the summary (its lines joined), the rest as the
+    description: quart-schema takes the first line alone, cutting a sentence that wraps."""
+    paragraphs = (inspect.getdoc(view) or "").split("\n\n")
+    summary = " ".join(paragraphs[0].split())
+    return summary, "\n\n".join(p.strip() for p in paragraphs[1:] if p.strip())
+
+
+def _as_component(
+    model: type[Any], schema: dict[str, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    """`model`'s schema as the component named after it, and the `$ref` that points there."""
+    if "$ref" in schema:
+        return schema
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _header_parameter(name: str, header: str | HeaderValue) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if isinstance(header, HeaderValue):
+        schema["pattern"] = header.pattern
+    text = header.description if isinstance(header, HeaderValue) else header
+    return {"name": name, "in": "header", "required": False, "description": text, "schema": schema}
+
+
 def _header_objects(headers: dict[str, str]) -> dict[str, Any]:
     return {
         name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
@@ -166,7 +257,35 @@ def _header_objects(headers: dict[str, str]) -> dict[str, Any]:
 
 
 class TaskapiOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's provider plus the error statuses, 204s and headers of each operation."""
+    """quart-schema's provider plus the error statuses, 204s and headers of each operation;
+    every body's model a component referenced by `$ref`, each operation id the view's name."""
+
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str:
+        return func.__name__  # quart-schema prefixes the method: `get_get_task`
+
+    def build_querystring_parameters(
+        self, model: type[Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A query string cannot say null: a parameter that is None when absent shows the
+        schema of its values, without a null alternative or default."""
+        parameters, components = super().build_querystring_parameters(model)
+        for parameter in parameters:
+            schema = parameter["schema"]
+            if "default" in schema and schema["default"] is None:
+                del schema["default"]
+            alternatives = [s for s in schema.get("anyOf", []) if s != {"type": "null"}]
+            if len(alternatives) == 1:
+                del schema["anyOf"]
+                schema.update(alternatives[0])
+        return parameters, components
+
+    def build_request_body(
+        self, model: type[Any], source: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, components = super().build_request_body(model, source)
+        for media in body["content"].values():
+            media["schema"] = _as_component(model, media["schema"], components)
+        return body, components
 
     def schema(self) -> dict[str, Any]:
         spec = super().schema()
@@ -190,6 +309,8 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
         self, model: type[Any], headers_model: type[Any] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         response, components = super().build_response_object(model, None)
+        media = response["content"]["application/json"]
+        media["schema"] = _as_component(model, media["schema"], components)
         if not response.get("description"):
             own = model.__dict__.get("__doc__")  # not pydantic's BaseModel docstring
             response["description"] = inspect.cleandoc(own) if own else "Success."
@@ -199,8 +320,16 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         # private: OpenAPIProvider._app, the app it documents (no public accessor in quart-schema)
         view = self._app.view_functions[rule.endpoint]
+        summary, description = _summary_and_description(view)
         for operations in paths.values():
             for operation in operations.values():
+                operation["summary"] = summary
+                operation.pop("description", None)
+                if description:
+                    operation["description"] = description
+                if "requestBody" in operation:
+                    required = getattr(view, BODY_REQUIRED_ATTRIBUTE, False)
+                    operation["requestBody"] = {**operation["requestBody"], "required": required}
                 responses = dict(operation["responses"])
                 no_content_text = getattr(view, NO_CONTENT_ATTRIBUTE, None)
                 if no_content_text is not None:
@@ -227,21 +356,16 @@ class TaskapiOpenAPIProvider(OpenAPIProvider):
                     if status in ERROR_HEADERS:
                         response["headers"] = _header_objects(ERROR_HEADERS[status])
                     responses[str(status)] = response
+                if policy_of(view).limit_names:
+                    for key, response in responses.items():
+                        headers = {**response.get("headers", {}), **RATE_LIMIT_HEADERS}
+                        responses[key] = {**response, "headers": headers}
                 operation["responses"] = {str(k): v for k, v in responses.items()}
                 documented = getattr(view, REQUEST_HEADERS_ATTRIBUTE, {})
                 if documented:
                     operation["parameters"] = [
                         *operation.get("parameters", []),
-                        *(
-                            {
-                                "name": name,
-                                "in": "header",
-                                "required": False,
-                                "description": text,
-                                "schema": {"type": "string"},
-                            }
-                            for name, text in documented.items()
-                        ),
+                        *(_header_parameter(name, header) for name, header in documented.items()),
                     ]
         return paths, components
 

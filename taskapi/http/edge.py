@@ -37,10 +37,11 @@ from taskapi.http.gate import (
     Facts,
     Gate,
     Route,
-    rate_headers,
 )
+from taskapi.http.metrics import note_route
 from taskapi.http.policy import policy_of
 from taskapi.http.proxies import TRUSTED_PEER
+from taskapi.http.ratelimit_headers import rate_headers
 from taskapi.http.request_ids import request_id_for
 from taskapi.http.security_headers import CREDENTIALED, SECURITY_HEADERS
 from taskapi.http.tokens import TokenClaims, VerifiedTokens, bearer_token
@@ -57,6 +58,7 @@ class _CachedRoute:
     """A cached GET route: the pattern of its paths and the converters of its variables."""
 
     endpoint: str
+    template: str  # the rule as written (the route label of its metrics)
     pattern: re.Pattern[str]
     converters: dict[str, BaseConverter]
 
@@ -77,7 +79,7 @@ def _cached_route(rule: Rule) -> _CachedRoute:
     else:
         pieces.append(re.escape(tail))
     assert rule.endpoint is not None
-    return _CachedRoute(rule.endpoint, re.compile("".join(pieces)), converters)
+    return _CachedRoute(rule.endpoint, rule.rule, re.compile("".join(pieces)), converters)
 
 
 class CachedReads:
@@ -91,6 +93,7 @@ class CachedReads:
         self.gate = gate
         self.verified = verified
         self._routes: Sequence[_CachedRoute] | None = None
+        self._templates: dict[str, str] = {}  # endpoint → its rule as written
 
     def routes(self) -> Sequence[_CachedRoute]:
         """The app's cached GET routes that need an access token (read once, after the app
@@ -105,6 +108,7 @@ class CachedReads:
                 if policy.cache is not None and policy.auth is not None:
                     found.append(_cached_route(rule))
             self._routes = tuple(found)
+            self._templates = {route.endpoint: route.template for route in found}
         return self._routes
 
     def match(self, path: str) -> tuple[str, dict[str, Any]] | None:
@@ -177,6 +181,7 @@ class CachedReads:
         if matched is None:
             return None
         endpoint, values = matched
+        note_route(scope, self._templates[endpoint])
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             lowered = name.lower()

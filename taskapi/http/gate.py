@@ -25,10 +25,12 @@ from taskapi.http.db_scope import request_connection
 from taskapi.http.idempotency import answer_to_retry, claim_of
 from taskapi.http.policy import Policy, policy_of
 from taskapi.http.proxies import client_ip
+from taskapi.http.ratelimit_headers import RATE_HEADER_NAMES, rate_headers
 from taskapi.http.request_ids import assign_request_id, echo_request_id
 from taskapi.http.responses import options_as_204
 from taskapi.http.security_headers import add_security_headers
 from taskapi.http.tokens import ACCESS, TokenClaims, read_bearer_token
+from taskapi.infra import metrics
 from taskapi.infra.logs import request_id_var
 from taskapi.infra.stores import (
     CacheSlot,
@@ -43,10 +45,7 @@ from taskapi.infra.stores import (
 
 READS = ("GET", "HEAD")
 # not stored with a cached answer: the gate and the after-request step add them afresh
-UNCACHED_HEADERS = frozenset(
-    {"content-length", "x-cache", "x-request-id"}
-    | {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"}
-)
+UNCACHED_HEADERS = frozenset({"content-length", "x-cache", "x-request-id"} | RATE_HEADER_NAMES)
 NOTHING_KNOWN = GateAnswer()  # the answer when the stores cannot give one
 UNREACHABLE = GateAnswer(revocation_unknown=True)  # likewise, for a query about a token
 
@@ -269,6 +268,7 @@ class Gate:
         admission.slot, admission.lookup = slot, answer.lookup
         entry = answer.lookup.entry if answer.lookup is not None else None
         admission.hit = entry is not None
+        metrics.cache_looked_up(admission.policy.cache or "", admission.hit)
         return entry
 
     async def _limit_by(self, admission: Admission, route: Route, scope: str) -> None:
@@ -295,6 +295,7 @@ class Gate:
         if answer.outcome is not None:
             decision = admission.rate = decide(route.limits, answer.outcome)
             if not decision.allowed:
+                metrics.rate_limited("request")
                 raise APIError(
                     429,
                     "Too many requests. Try again later.",
@@ -359,12 +360,3 @@ async def _entry_of(response: Response) -> Entry:
     body and headers but the per-request ones."""
     headers = {k: v for k, v in response.headers.items() if k.lower() not in UNCACHED_HEADERS}
     return Entry(response.status_code, headers, await response.get_data(as_text=False))
-
-
-def rate_headers(decision: Decision) -> dict[str, str]:
-    """The RateLimit-* headers of a rate step's decision."""
-    return {
-        "RateLimit-Limit": str(decision.limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(decision.reset_seconds),
-    }

@@ -5,10 +5,13 @@ settles it once the view has answered."""
 
 from __future__ import annotations
 
+import re
+
 from quart import Response, request
 
 from taskapi.domain import idempotency
 from taskapi.errors import APIError
+from taskapi.infra import metrics
 from taskapi.infra.stores import Claimed, IdempotencyClaim
 
 HEADER = "Idempotency-Key"
@@ -16,39 +19,24 @@ REPLAYED = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 
 
+# A key: bare (printable ASCII, no surrounding space, not starting with a quote) or a Structured
+# Field string (RFC 8941: quoted, `\"` and `\\` its only escapes); 1 to 255 characters either way.
+_KEY = re.compile(r'[!#-~](?:[ -~]{0,253}[!-~])?|"(?:[ !#-\[\]-~]|\\["\\]){1,255}"')
+KEY_PATTERN = rf"^(?:{_KEY.pattern})$"  # the OpenAPI document's, for the header's value
+_ESCAPE = re.compile(r"\\(.)")
+
+
 def _key(values: list[str]) -> str:
-    """The one key sent, bare or as a Structured Field string (RFC 8941, quoted): 1 to 255
-    printable ASCII characters; 400 otherwise."""
+    """The one key sent (surrounding spaces and tabs aside), unquoted; 400 otherwise."""
     if len(values) != 1:
         raise _bad_key("Send one Idempotency-Key header.")
     value = values[0].strip(" \t")
-    if value.startswith('"'):
-        if len(value) < 2 or not value.endswith('"'):
-            raise _bad_key("Idempotency-Key: a quoted key ends with its closing quote.")
-        value = _unquoted(value[1:-1])
-    if not 1 <= len(value) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in value):
-        raise _bad_key(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
-    return value
-
-
-def _unquoted(inner: str) -> str:
-    """An sf-string's characters: `\\"` and `\\\\` are its only escapes."""
-    chars, escaped = [], False
-    for char in inner:
-        if escaped:
-            if char not in '"\\':
-                raise _bad_key('Idempotency-Key: a quoted key escapes only " and \\.')
-            chars.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            raise _bad_key('Idempotency-Key: a quoted key escapes its " characters.')
-        else:
-            chars.append(char)
-    if escaped:
-        raise _bad_key("Idempotency-Key: a quoted key ends in a lone backslash.")
-    return "".join(chars)
+    if not _KEY.fullmatch(value):
+        raise _bad_key(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters, bare or "
+            'quoted (escaping only " and \\).'
+        )
+    return _ESCAPE.sub(r"\1", value[1:-1]) if value.startswith('"') else value
 
 
 def _bad_key(message: str) -> APIError:
@@ -85,4 +73,5 @@ def answer_to_retry(claim: IdempotencyClaim, claimed: Claimed) -> Response:
         )
     response = Response(entry.body, status=entry.status, headers=entry.headers)
     response.headers[REPLAYED] = "true"
+    metrics.idempotent_replay()
     return response

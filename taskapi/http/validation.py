@@ -12,22 +12,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 from quart import request
 from quart_schema import document_querystring, document_request
 
 from taskapi.errors import APIError
+from taskapi.http.docs import body_required
 
 M = TypeVar("M", bound=BaseModel)
 VALIDATION_FAILED = "Input validation failed"
 
 
 def _storable(value: str) -> str:
-    """Reject text a database cannot store faithfully: NUL bytes and lone surrogates."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    """Reject text a database cannot store faithfully: lone surrogates (NUL characters are
+    refused by the patterns below, which the OpenAPI document shows)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -35,7 +35,27 @@ def _storable(value: str) -> str:
     return value
 
 
+# The characters of Python's `str.isspace()`, which `str.strip()` removes, spelled out: `\s`
+# means a different set in JSON Schema's (ECMA-262), pydantic's (Rust) and Python's regexes.
+WHITESPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Text without NUL characters (PostgreSQL cannot store them).
+NO_NUL = r"^[^\u0000]*$"
 STORABLE = AfterValidator(_storable)
+# Free text: no NUL characters, valid Unicode.
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), STORABLE]
+
+
+def stripped_length(low: int, high: int) -> str:
+    """Text without NUL characters whose stripped form (`str.strip()`) has `low` (at least 1)
+    to `high` characters, whatever whitespace surrounds it: leading whitespace, a first and a
+    last character that are not whitespace, anything between, trailing whitespace."""
+    if not 1 <= low <= high:
+        raise ValueError("1 <= low <= high")
+    edge = f"[^\\u0000{WHITESPACE}]"
+    body = edge
+    if high > 1:  # then anything and a last edge character, optional when one character will do
+        body += f"(?:[^\\u0000]{{{max(low - 2, 0)},{high - 2}}}{edge})" + ("?" if low == 1 else "")
+    return f"^[{WHITESPACE}]*{body}[{WHITESPACE}]*$"
 
 
 def is_json_request() -> bool:
@@ -89,7 +109,7 @@ def json_body(
             )
             return await view(*args, data=data, **kwargs)
 
-        return document_request(model)(wrapper)
+        return body_required(document_request(model)(wrapper))
 
     return decorator
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
@@ -306,6 +307,14 @@ class Database:
             # INSERT/UPDATE/DELETE ... RETURNING), so requests run in autocommit: one round
             # trip per statement, no BEGIN/COMMIT/ROLLBACK chatter around it.
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def pool_status(self) -> tuple[int, int, int] | None:
+        """The pool's size, connections checked out and overflow (None: not connected, or a
+        pool that keeps no count)."""
+        pool = self._engine.pool if self._engine is not None else None
+        if not isinstance(pool, QueuePool):
+            return None
+        return pool.size(), pool.checkedout(), pool.overflow()
 
     def unavailable(self, error: BaseException) -> None:
         """`error` (one `is_unavailable` accepts) was met: logged if it starts an outage."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -20,6 +21,7 @@ from taskapi.settings.values import (
     RateLimitSpec,
     SecretKeys,
     normalise_database_url,
+    parse_networks,
     parse_rate_limits,
     require_scheme,
 )
@@ -117,6 +119,13 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(1.0, gt=0, le=60)
     outbox_retention_seconds: int = Field(86400, ge=0)
     outbox_max_lag_seconds: int = Field(300, ge=1)
+    # Prometheus metrics: `GET /metrics` on the API's own port (and the per-request counting
+    # behind it; false: neither), answered only to peers in metrics_allow (others get 404).
+    metrics_enabled: bool = True
+    metrics_allow: Networks = parse_networks("127.0.0.0/8,::1/128")
+    # The worker's metrics listener (none while the port is unset).
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     @property
     def is_sqlite(self) -> bool:
@@ -144,6 +153,17 @@ class Settings(BaseSettings):
         if len(limits) != 1:
             raise ValueError("must be exactly one limit, e.g. '5 per 15 minutes'")
         return limits
+
+    @field_validator("worker_metrics_host")
+    @classmethod
+    def _an_address(cls, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"must be an IP address to listen on, e.g. 0.0.0.0 (got {host!r})"
+            ) from None
+        return host
 
     @field_validator("database_url")
     @classmethod

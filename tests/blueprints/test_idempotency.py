@@ -272,3 +272,16 @@ async def test_the_claim_rides_in_the_gates_one_script(make_apps, redis_server):
     unkeyed = ["EVALSHA", "MULTI", *["INCRBY"] * 3, "EXEC"]
     assert seen["None"] == unkeyed
     assert seen["one-trip"] == [*unkeyed, "EVALSHA"]
+
+
+async def test_a_too_large_body_with_a_key_on_process_is_413(client_as, app):
+    """The key's fingerprint reads the body, so a body over the limit is refused there: the
+    413 the document lists for the operation."""
+    api = await client_as()
+    task = await api.create_task()
+    body = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    answer = await _post(api.client, api.account, body, "big", f"/api/tasks/{task['id']}/process")
+    assert answer.status_code == 413
+    assert (await answer.get_json())["error"]["code"] == "payload_too_large"
+    spec = await (await api.client.get("/openapi.json")).get_json()
+    assert "413" in spec["paths"]["/api/tasks/{task_id}/process"]["post"]["responses"]

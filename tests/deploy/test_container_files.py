@@ -160,7 +160,12 @@ def test_compose_has_every_part_with_health_gated_start():
     services = COMPOSE["services"]
     assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "nginx"}
     assert services["migrate"]["command"] == ["taskapi", "db", "upgrade"]
-    assert services["worker"]["command"] == ["arq", "worker.WorkerSettings"]
+    assert services["worker"]["command"] == [
+        "arq",
+        "worker.WorkerSettings",
+        "--custom-log-dict",
+        "worker.LOG_CONFIG",
+    ]
     api_needs = services["api"]["depends_on"]
     assert api_needs["migrate"]["condition"] == "service_completed_successfully"
     assert api_needs["redis"]["condition"] == "service_healthy"

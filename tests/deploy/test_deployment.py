@@ -45,6 +45,7 @@ def stack(postgres_server, redis_server, tmp_path):
         redis_server.url,
         TASKAPI_RATELIMIT_DEFAULT="100000 per minute",
         TASKAPI_RATELIMIT_LOGIN="5 per minute",
+        TASKAPI_WORKER_METRICS_PORT=str(free_port()),
     )
     migrate = subprocess.run(
         [str(BIN / "taskapi"), "db", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True
@@ -134,6 +135,47 @@ def test_only_the_server_name_is_served(stack):
         f"GET / HTTP/1.1\r\nHost: {SERVER_NAME}\r\nConnection: close\r\n\r\n".encode(),
     )
     assert redirect.startswith(b"HTTP/1.1 301")
+
+
+NOT_FOUND = {
+    "status": "error",
+    "error": {"message": "The requested URL was not found on the server.", "code": "not_found"},
+}
+
+
+def _plain_get(port: int, path: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_metrics_are_scraped_from_each_process_never_through_nginx(stack):
+    """nginx answers /metrics 404 itself (the envelope, however the path is spelled), so the
+    loopback address it connects from never opens them; each instance and the worker serve
+    theirs on their own ports to a loopback peer."""
+    instances, nginx = stack
+    client = HttpsClient(nginx.https_port)
+    for path in ("/metrics", "/%6Detrics", "//metrics", "/metrics?x=1", "/metrics/"):
+        status, headers, body = client.request("GET", path)
+        assert (status, body) == (404, NOT_FOUND), path
+        assert headers["content-type"].startswith("application/json"), path
+    for instance in instances:
+        status, text = _plain_get(instance.port, "/metrics")
+        assert status == 200 and "# TYPE taskapi_http_requests_total counter" in text
+    worker_port = int(instances[0].env["TASKAPI_WORKER_METRICS_PORT"])
+
+    def worker_serves() -> bool:
+        try:
+            status, text = _plain_get(worker_port, "/metrics")
+        except OSError:
+            return False
+        return status == 200 and "taskapi_jobs_started_total" in text
+
+    poll(worker_serves, "the worker's metrics", 30)
 
 
 def test_the_whole_flow_through_https(stack):

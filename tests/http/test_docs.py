@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
+from taskapi.blueprints.auth.schemas import JWT_PATTERN
+from taskapi.domain.pagination import CURSOR_PATTERN
 from taskapi.http.docs import REDOC_VERSION, SWAGGER_UI_VERSION
+from taskapi.http.idempotency import KEY_PATTERN
+from taskapi.http.policy import LIMITS_ATTRIBUTE
+from taskapi.http.validation import WHITESPACE, stripped_length
 
 NOT_API = {"static", "openapi", "swagger_ui", "redoc_ui", "favicon"}
 PUBLIC = {"/health", "/health/ready", "/auth/register", "/auth/login", "/auth/refresh"}
@@ -163,3 +168,173 @@ def test_the_pinned_redoc_bundle_fetches_no_logo_from_a_cdn():
         f"taskapi/static/docs/redoc-{REDOC_VERSION}/redoc.standalone.js"
     )
     assert "cdn.redoc.ly" not in bundle.read_text()
+
+
+RATE_LIMIT_FIELDS = {
+    "RateLimit-Policy",
+    "RateLimit",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+}
+
+
+async def test_every_answer_of_a_limited_operation_documents_the_rate_limit_fields(app, spec):
+    """Both kinds of rate-limit field on every status of each operation with limits (the ones
+    the gate counts), none on the unlimited ones; the documented patterns match what is sent."""
+    limited = {
+        (_rule_to_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint not in NOT_API
+        and getattr(app.view_functions[rule.endpoint], LIMITS_ATTRIBUTE, None)
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert ("/api/tasks/", "post") in limited and ("/health", "get") not in limited
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                documented = set(response.get("headers", {})) & RATE_LIMIT_FIELDS
+                expected = RATE_LIMIT_FIELDS if (path, method) in limited else set()
+                assert documented == expected, (method, path, status)
+    headers = spec["paths"]["/auth/me"]["get"]["responses"]["429"]["headers"]
+    sent = {
+        "RateLimit-Policy": '"50-per-3600s";q=50;w=3600, "200-per-86400s";q=200;w=86400',
+        "RateLimit": '"50-per-3600s";r=0;t=72',
+        "RateLimit-Limit": "50",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "3600",
+    }
+    for name, value in sent.items():
+        assert re.fullmatch(headers[name]["schema"]["pattern"], value), name
+    assert "Retry-After" in headers
+
+
+OPERATION_IDS = {
+    ("get", "/api/tasks/"): "list_tasks",
+    ("post", "/api/tasks/"): "create_task",
+    ("get", "/api/tasks/{task_id}"): "get_task",
+    ("put", "/api/tasks/{task_id}"): "replace_task",
+    ("patch", "/api/tasks/{task_id}"): "patch_task",
+    ("delete", "/api/tasks/{task_id}"): "delete_task",
+    ("post", "/api/tasks/{task_id}/process"): "process_task",
+    ("get", "/api/tasks/process/status/{job_id}"): "get_job_status",
+    ("post", "/auth/register"): "register",
+    ("post", "/auth/login"): "login",
+    ("post", "/auth/refresh"): "refresh",
+    ("post", "/auth/logout"): "logout",
+    ("get", "/auth/me"): "me",
+    ("get", "/health"): "health",
+    ("get", "/health/ready"): "ready",
+}
+
+
+async def test_operation_ids_are_the_plain_names(spec):
+    found = {
+        (method, path): operation["operationId"]
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
+    assert found == OPERATION_IDS
+
+
+async def test_summaries_and_descriptions_are_whole_sentences(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for text in (operation["summary"], operation.get("description", "x.")):
+                assert text.rstrip().endswith("."), (method, path, text)
+                assert "\n" not in operation["summary"], (method, path)
+
+
+def _schemas_in(node: object) -> list[dict]:
+    """Every schema object under `node` (a response, a body, a component)."""
+    found = []
+    if isinstance(node, dict):
+        found.append(node)
+        for value in node.values():
+            found.extend(_schemas_in(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_schemas_in(value))
+    return found
+
+
+async def test_every_body_is_a_shared_component_and_the_task_status_one_enum(spec):
+    components = spec["components"]["schemas"]
+    for name in ("TaskEnvelope", "TaskListEnvelope", "TaskOut", "ErrorEnvelope", "TaskStatus"):
+        assert name in components, name
+    assert components["TaskStatus"]["enum"] == ["pending", "completed"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            bodies = [*operation.get("requestBody", {}).get("content", {}).values()]
+            for response in operation["responses"].values():
+                bodies.extend(response.get("content", {}).values())
+            for media in bodies:
+                assert set(media["schema"]) == {"$ref"}, (method, path)
+    enums = [s["enum"] for s in _schemas_in(spec) if "enum" in s]
+    assert enums.count(["pending", "completed"]) == 1
+    refs = {s["$ref"] for s in _schemas_in(spec) if "$ref" in s}
+    assert {f"#/components/schemas/{name}" for name in components} <= refs | {
+        "#/components/schemas/ErrorBody"  # referenced from ErrorEnvelope
+    }
+
+
+async def test_bodies_the_server_requires_are_marked_required(spec):
+    paths = spec["paths"]
+    for path, method in (
+        ("/api/tasks/", "post"),
+        ("/api/tasks/{task_id}", "put"),
+        ("/api/tasks/{task_id}", "patch"),
+        ("/auth/register", "post"),
+        ("/auth/login", "post"),
+    ):
+        assert paths[path][method]["requestBody"]["required"] is True, (method, path)
+    assert paths["/auth/logout"]["post"]["requestBody"]["required"] is False
+
+
+async def test_the_patch_schema_says_what_the_server_refuses(spec):
+    patch = spec["components"]["schemas"]["TaskPatch"]
+    assert patch["minProperties"] == 1
+    # not (every writable field absent): at least one of them given
+    assert patch["not"] == {"properties": {name: {"not": {}} for name in patch["properties"]}}
+    assert patch["properties"]["title"]["type"] == "string"  # not nullable
+    assert patch["properties"]["status"] == {"$ref": "#/components/schemas/TaskStatus"}
+
+
+async def test_strings_that_refuse_nul_say_so_with_a_pattern(spec):
+    components = spec["components"]["schemas"]
+    texts = [
+        components["TaskCreate"]["properties"]["title"],
+        components["TaskCreate"]["properties"]["description"]["anyOf"][0],
+        components["LoginRequest"]["properties"]["username"],
+        components["LoginRequest"]["properties"]["password"],
+        components["RegisterRequest"]["properties"]["password"],
+    ]
+    for text in texts:
+        assert re.search(text["pattern"], "a\u0000b") is None, text
+        assert re.search(text["pattern"], "a b") is not None, text
+    # the contract's "trimmed, 1-150 chars", whatever whitespace surrounds the title
+    assert texts[0]["pattern"] == stripped_length(1, 150)
+    assert "maxLength" not in texts[0]
+    logout = components["LogoutRequest"]["properties"]["refresh_token"]["anyOf"][0]
+    assert logout["pattern"] == JWT_PATTERN
+    listing = {p["name"]: p for p in spec["paths"]["/api/tasks/"]["get"]["parameters"]}
+    assert listing["cursor"]["schema"]["pattern"] == CURSOR_PATTERN
+    process = spec["paths"]["/api/tasks/{task_id}/process"]["post"]
+    key = next(p for p in process["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["schema"]["pattern"] == KEY_PATTERN
+
+
+def test_the_whitespace_class_is_what_strip_removes():
+    """The title's pattern spells out Python's whitespace: exactly the characters strip() takes."""
+    spelled = re.compile(f"[{WHITESPACE}]")
+    for code in range(0x110000):
+        char = chr(code)
+        assert bool(spelled.fullmatch(char)) == (char.strip() == ""), hex(code)
+
+
+async def test_summaries_are_plain_text(spec):
+    """ReDoc and Swagger UI show a summary as plain text (a heading, a search result), so
+    markdown there would show its backticks; the descriptions may use it."""
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "`" not in operation["summary"], (method, path)

@@ -21,13 +21,14 @@ from taskapi.domain.limits import login_keys
 from taskapi.domain.parts import Parts
 from taskapi.errors import APIError
 from taskapi.http.db_scope import request_connection
-from taskapi.http.docs import empty_response, errors
+from taskapi.http.docs import LOGOUT_ERRORS, empty_response, errors
 from taskapi.http.gate import current_admission, current_claims, current_viewer
 from taskapi.http.policy import default_limits, limited, login_required, refresh_token_required
 from taskapi.http.responses import json_response, no_content, success
 from taskapi.http.state import current_parts
 from taskapi.http.tokens import TokenClaims, issue_access_token, issue_tokens, verify_token
 from taskapi.http.validation import json_body, parse_body
+from taskapi.infra import metrics
 from taskapi.infra.stores import LoginCharge, StoreUnavailable
 
 bp = Blueprint("auth", __name__)
@@ -49,7 +50,9 @@ async def _no_store(response: Response) -> Response:
 @document_response(RegisterResponse, 201)
 @errors(400, 409, 413, 415, 429, 503)
 async def register(data: RegisterRequest) -> Response:
-    """Register a new user (role `user`)."""
+    """Register a new user, with the ordinary role.
+
+    The account's role is `user`; only an operator makes an admin (`taskapi users set-role`)."""
     user = await accounts.register_user(
         await request_connection(),
         current_parts().passwords,
@@ -137,10 +140,12 @@ async def me() -> Response:
 @login_required
 @document_request(LogoutRequest)
 @empty_response("Logged out: the token(s) are revoked until they would have expired.")
-@errors(400, 401, 413, 415, 429, 503)
+@errors(400, 401, 413, 415, 429, 503, texts=LOGOUT_ERRORS)
 async def logout() -> Response:
-    """Revoke the presented access token, the refresh token it names, and `refresh_token`
-    from the body, if given."""
+    """Revoke the presented access token and the refresh token it names.
+
+    A `refresh_token` in the optional body is revoked as well: it must be a refresh token of
+    the caller's (400 `invalid_refresh_token` otherwise); an expired one is accepted."""
     viewer, claims, parts = current_viewer(), current_claims(), current_parts()
     revoked = {claims.jti: claims.expires_at}
     if claims.refresh_jti is not None:
@@ -167,6 +172,7 @@ async def _charge_the_attempt(parts: Parts, username: str) -> LoginCharge | None
             return None
         raise APIError(503, "Rate limiting is unavailable. Try again shortly.") from None
     if charge.retry_after:
+        metrics.rate_limited("login_failures")
         raise APIError(
             429,
             "Too many failed logins for this username. Try again later.",

@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from taskapi.domain.password_policy import refuse_common
-from taskapi.http.validation import STORABLE
+from taskapi.http.validation import Text
+
+# A JSON Web Token in its compact form: three base64url parts.
+JWT_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 
 Username = Annotated[str, Field(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
-Password = Annotated[
-    str, Field(min_length=8, max_length=1024), STORABLE, AfterValidator(refuse_common)
-]
+Password = Annotated[Text, Field(min_length=8, max_length=1024), AfterValidator(refuse_common)]
 
 
 class RegisterRequest(BaseModel):
@@ -29,20 +30,18 @@ class RegisterRequest(BaseModel):
 class LoginRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    username: Annotated[str, Field(min_length=1, max_length=80), STORABLE] = Field(
-        examples=["alice"]
-    )
-    password: Annotated[str, Field(min_length=1, max_length=1024), STORABLE] = Field(
+    username: Annotated[Text, Field(min_length=1, max_length=80)] = Field(examples=["alice"])
+    password: Annotated[Text, Field(min_length=1, max_length=1024)] = Field(
         examples=["correct horse battery"]
     )
 
 
 class LogoutRequest(BaseModel):
-    """Optional body of /auth/logout: a refresh token to revoke as well."""
+    """Optional body of /auth/logout: a refresh token of the caller's to revoke as well."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    refresh_token: Annotated[str, Field(max_length=4096)] | None = None
+    refresh_token: Annotated[str, Field(max_length=4096, pattern=JWT_PATTERN)] | None = None
 
 
 class RegisterResponse(BaseModel):

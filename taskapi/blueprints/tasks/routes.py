@@ -24,9 +24,11 @@ from taskapi.http.conditional import weak_etag, write_precondition
 from taskapi.http.db_scope import request_connection, request_unit
 from taskapi.http.docs import (
     ETAG_TEXT,
-    IDEMPOTENCY_KEY_TEXT,
+    IDEMPOTENCY_KEY,
     IDEMPOTENT_CREATE_ERRORS,
     IF_MATCH_TEXT,
+    LIST_ERRORS,
+    PATCH_ERRORS,
     empty_response,
     errors,
     not_modified,
@@ -65,7 +67,7 @@ def _task_response(
     ETag='A weak entity tag of this page (`W/"..."`).',
 )
 @not_modified
-@errors(400, 401, 429, 503)
+@errors(400, 401, 429, 503, texts=LIST_ERRORS)
 async def list_tasks(query: TaskListQuery) -> Response:
     """The caller's tasks (every task for an admin), newest first, one page at a time."""
     status, limit = query.status, query.limit
@@ -101,7 +103,7 @@ async def list_tasks(query: TaskListQuery) -> Response:
     ETag=ETAG_TEXT,
     Idempotent_Replayed="`true` on the answer replayed to a retry with its Idempotency-Key.",
 )
-@request_headers(Idempotency_Key=IDEMPOTENCY_KEY_TEXT)
+@request_headers(Idempotency_Key=IDEMPOTENCY_KEY)
 @errors(400, 401, 409, 413, 415, 422, 429, 503, texts=IDEMPOTENT_CREATE_ERRORS)
 async def create_task(data: TaskCreate) -> Response:
     """Create a task owned by the caller."""
@@ -136,7 +138,7 @@ async def get_task(task_id: int) -> Response:
 @request_headers(If_Match=IF_MATCH_TEXT)
 @errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
 async def replace_task(task_id: int, data: TaskReplace) -> Response:
-    """Replace a task: `title` and `status` required; absent optional fields become null."""
+    """Replace a task: title and status are required; optional fields left out become null."""
     precondition = write_precondition(task_id)
     async with request_unit() as unit:
         task = await tasks.update_task(
@@ -153,7 +155,7 @@ async def replace_task(task_id: int, data: TaskReplace) -> Response:
 @document_response(TaskEnvelope, 200)
 @response_headers(200, ETag=ETAG_TEXT)
 @request_headers(If_Match=IF_MATCH_TEXT)
-@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503)
+@errors(400, 401, 403, 404, 412, 413, 415, 422, 428, 429, 503, texts=PATCH_ERRORS)
 async def patch_task(task_id: int, data: TaskPatch) -> Response:
     """Change some fields of a task."""
     changes = data.changes()

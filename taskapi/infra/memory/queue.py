@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from taskapi.infra import metrics
 from taskapi.infra.stores import JobRequest, JobView, RetryLater
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,23 @@ class InProcessQueue:
         function = self.functions[job.function]
         for attempt in range(1, self.max_tries + 1):
             ctx = {**self.context, "job_id": job_id, "job_try": attempt}
+            metrics.job_started(job.function)
+            started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(
                     function(ctx, job.task_id, job.requested_by, job.request_id), self.timeout
                 )
             except RetryLater as retry:
+                ended = "failed" if attempt == self.max_tries else "retried"
+                metrics.job_ended(job.function, ended, time.perf_counter() - started)
                 await asyncio.sleep(retry.delay)
                 continue
             except Exception as error:
+                metrics.job_ended(job.function, "failed", time.perf_counter() - started)
                 log.exception("job %s (%s) failed", job_id, job.function)
                 record.result = {"error": type(error).__name__}
                 break
+            metrics.job_ended(job.function, "succeeded", time.perf_counter() - started)
             record.status, record.result = "complete", result
             break
         else:

@@ -12,6 +12,7 @@ from typing import TypeVar
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from taskapi.infra import metrics
 from taskapi.infra.redis.sentinel import SentinelAddress, primary_pool
 from taskapi.infra.stores import StoreUnavailable
 
@@ -35,6 +36,7 @@ class Breaker:
             raise StoreUnavailable("redis unavailable (breaker open)")
 
     def failed(self, component: str, error: BaseException) -> StoreUnavailable:
+        metrics.redis_failed(component)
         if not self._incident:
             self._incident = True
             log.error(
@@ -49,6 +51,7 @@ class Breaker:
     def succeeded(self) -> None:
         if self._incident:
             self._incident = False
+            metrics.redis_answered()
             log.warning("redis available again; shared state restored")
 
 
