@@ -107,9 +107,7 @@ async def test_cached_reads_share_one_budget_exactly(make_apps, role_reuse):
 
 
 async def test_a_cached_hit_with_limits_on_is_one_redis_round_trip(make_apps, redis_server):
-    (app,) = await make_apps(
-        1, ratelimit_default="1000 per minute", user_cache_seconds=60, **LIMITED
-    )
+    (app,) = await make_apps(1, ratelimit_default="1000 per day", user_cache_seconds=60, **LIMITED)
     account = await create_account(app)
     client = app.test_client()
     created = await client.post("/api/tasks/", headers=account.headers, json={"title": "t"})
