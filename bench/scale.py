@@ -441,7 +441,7 @@ def data_sweep(
             }
             state["last_page"] = last
             state["last_cursor"] = pages[f"page {last}"].rsplit("=", 1)[1]
-        for cache in ("on", "off"):
+        for cache in ("on", "off") if args.data_runs else ():
             with serving(
                 {**env, "TASKAPI_CACHE_ENABLED": "true" if cache == "on" else "false"}
             ) as (
@@ -711,6 +711,53 @@ def _axes(axes: Any, xlabel: str, title: str = "") -> None:
     axes[1].set_yscale("log")
 
 
+def targets(data: list[dict[str, Any]], conns: list[dict[str, Any]]) -> list[str]:
+    """Each target of the issue against this run's figures: met or missed, with the numbers."""
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    for (scenario, cache), rows in _groups(data, "scenario", "cache").items():
+        if len(rows) < 2 or scenario.startswith("page"):
+            continue
+        ratio = rows[-1]["rps"] / rows[0]["rps"]
+        out.append(
+            f"- {scenario}, cache {cache}, {rows[-1]['rows']:,} rows against {rows[0]['rows']:,}:"
+            f" {rows[-1]['rps']:.0f} / {rows[0]['rps']:.0f} req/s = {ratio:.2f} (within 15 %: "
+            f"{verdict(ratio >= 0.85)})"
+        )
+    pages = [r for r in data if r["scenario"].startswith("page")]
+    if pages:
+        last_size = pages[-1]["size"]
+        for (cache,), rows in _groups(
+            [r for r in pages if r["size"] == last_size], "cache"
+        ).items():
+            if len(rows) == 2:
+                ratio = rows[1]["rps"] / rows[0]["rps"]
+                out.append(
+                    f"- {rows[1]['scenario']} against page 1, cache {cache}, at {last_size:,}: "
+                    f"{ratio:.2f} (within 15 %: {verdict(ratio >= 0.85)})"
+                )
+    for (scenario,), rows in _groups(
+        [r for r in conns if r["system"] == "taskapi"], "scenario"
+    ).items():
+        first, last = rows[0], rows[-1]
+        if first is last:
+            continue
+        ratio = last["rps"] / first["rps"]
+        socket_errors = sum(last[k] for k in ("err_connect", "err_read", "err_write"))
+        out.append(
+            f"- {scenario} at {last['connections']:,} connections: {last['errors']} errors "
+            f"({socket_errors} socket, {last['non2xx']} non-2xx) and {last['err_timeout']} "
+            f"timeouts ({verdict(last['errors'] == 0 and last['err_timeout'] == 0)}); p99 "
+            f"{last['p99']:.0f} ms (under 2 s: {verdict(last['p99'] < 2000)}); "
+            f"{last['rps']:.0f} / {first['rps']:.0f} req/s at {first['connections']} = "
+            f"{ratio:.2f} (within 20 %: {verdict(ratio >= 0.8)})"
+        )
+    return out
+
+
 def report(
     args: argparse.Namespace,
     results: list[dict[str, Any]],
@@ -787,6 +834,7 @@ def report(
                 f"{ratio} |"
             )
     lines += [f"- {note}" for note in notes]
+    lines += ["", "## Targets (issue 23)", "", *targets(data, conns)]
     held = [r for r in conns if r["system"] == "taskapi" and r.get("extra")]
     if held:
         lines += [
@@ -850,6 +898,12 @@ def main() -> None:
     parser.add_argument("--password", default="bench-password")
     parser.add_argument("--peers-dir", default=os.environ.get("BENCH_PEERS_DIR", ""))
     parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument(
+        "--no-data-runs",
+        dest="data_runs",
+        action="store_false",
+        help="load the data, but measure only the connection sweep",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
