@@ -15,7 +15,7 @@ by configuration):
   directory is given (`--peers-dir`, or BENCH_PEERS_DIR; skipped, saying so, otherwise).
 - EXPLAIN (ANALYZE, BUFFERS) of the list and detail statements the domain sends (captured from
   `taskapi.domain.tasks` on a real connection) at the last size, and a py-spy profile of one
-  server process during S4 at the most connections.
+  server process during S1 at the most connections.
 
 Writes bench/results/scale-<date>.md, scale-<date>.json and the charts scale-<date>-data.png
 and scale-<date>-connections.png. Speed is measured here, never asserted.
@@ -485,7 +485,8 @@ def connection_sweep(
     state: dict[str, Any],
     results: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """S1 and S4 against taskapi (cache on) at each connection count; a profile at the last."""
+    """S1 and S4 against taskapi (cache on) at each connection count; then S1 at the last,
+    profiled."""
     profile = None
     with serving(env) as (base, pids):
         token = login(base, args.username, args.password)
@@ -502,10 +503,10 @@ def connection_sweep(
         if args.profile:
             hook = profiler(max(1, args.seconds - 2))(servers)
             result = wrk(
-                base, "S4", token, state["ids_file"], args, args.connections[-1], during=hook
+                base, "S1", token, state["ids_file"], args, args.connections[-1], during=hook
             )
             profile = {
-                "scenario": "S4",
+                "scenario": "S1",
                 "connections": args.connections[-1],
                 **(result["extra"] or {}),
             }
