@@ -302,7 +302,7 @@ def explain_domain_queries(url: str, bench: int, heavy: int, task_id: int, curso
 # ------------------------------------------------------------------------------ profile
 
 
-def profiler(seconds: int) -> Any:
+def profiler(seconds: int, native: bool = False) -> Any:
     """A `during` hook for wrk(): py-spy records the first server process (its hypercorn and
     the worker it spawns) for `seconds`;
     returns the top functions by own samples and by samples under them."""
@@ -316,7 +316,8 @@ def profiler(seconds: int) -> Any:
             run = subprocess.run(
                 [str(py_spy), "record", "--pid", str(pids[0]), "--subprocesses"]
                 + ["--duration", str(seconds)]
-                + ["--rate", "100", "--format", "raw", "--output", str(out), "--nonblocking"],
+                + ["--rate", "100", "--format", "raw", "--output", str(out), "--nonblocking"]
+                + (["--native"] if native else []),
                 capture_output=True,
                 text=True,
             )
@@ -501,7 +502,7 @@ def connection_sweep(
                 results.append({**row, **result})
                 show(results[-1])
         if args.profile:
-            hook = profiler(max(1, args.seconds - 2))(servers)
+            hook = profiler(max(1, args.seconds - 2), args.native)(servers)
             result = wrk(
                 base, "S1", token, state["ids_file"], args, args.connections[-1], during=hook
             )
@@ -899,6 +900,7 @@ def main() -> None:
     parser.add_argument("--password", default="bench-password")
     parser.add_argument("--peers-dir", default=os.environ.get("BENCH_PEERS_DIR", ""))
     parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--native", action="store_true", help="the profile's C frames too")
     parser.add_argument(
         "--no-data-runs",
         dest="data_runs",
