@@ -316,8 +316,8 @@ def profiler(seconds: int, native: bool = False) -> Any:
             run = subprocess.run(
                 [str(py_spy), "record", "--pid", str(pids[0]), "--subprocesses"]
                 + ["--duration", str(seconds)]
-                + ["--rate", "100", "--format", "raw", "--output", str(out), "--nonblocking"]
-                + (["--native"] if native else []),
+                + ["--rate", "100", "--format", "raw", "--output", str(out)]
+                + (["--native"] if native else ["--nonblocking"]),
                 capture_output=True,
                 text=True,
             )
@@ -420,7 +420,7 @@ def data_sweep(
     print(f"  {args.api_tasks} tasks through the API, {len(fillers)} accounts with COPY")
     loaded, heavy_loaded = args.api_tasks, 0
     for size in args.sizes:
-        if size >= args.heavy_tasks + args.api_tasks and not heavy_loaded:
+        if size >= args.heavy_tasks and not heavy_loaded:
             took = bulk_tasks(url, [state["heavy"]], args.heavy_tasks, seed=1)
             heavy_loaded = args.heavy_tasks
             loaded += heavy_loaded
@@ -900,7 +900,9 @@ def main() -> None:
     parser.add_argument("--password", default="bench-password")
     parser.add_argument("--peers-dir", default=os.environ.get("BENCH_PEERS_DIR", ""))
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--native", action="store_true", help="the profile's C frames too")
+    parser.add_argument(
+        "--native", action="store_true", help="the profile's C frames too (pauses the process)"
+    )
     parser.add_argument(
         "--no-data-runs",
         dest="data_runs",
