@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 PIP_INSTALL   := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test fuzz bench lint install lock clean docs-assets mutate
+.PHONY: run test fuzz bench bench-scale lint install lock clean docs-assets mutate
 
 install: $(RUNTIME_STAMP)
 
@@ -62,6 +62,14 @@ endif
 # such as "--base https://api.example.com --username U --password P".
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
+
+# How cost grows (needs wrk; about half an hour): a throwaway local deployment under 1,000 ->
+# 1,000,000 tasks and 64 -> 5,000 connections; the side-by-side harness's peers too when
+# BENCH_PEERS_DIR names its directory. Report and charts in bench/results/. SCALE_ARGS: e.g.
+# "--sizes 1000 --connections 64 --seconds 3" for a quick run.
+SCALE_ARGS ?=
+bench-scale: $(DEV_STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 # Mutation testing, on demand (not part of `make test`): mutmut changes these modules one small
 # edit at a time, runs the tests that reach each edit, and prints the kill rate and the survivors.

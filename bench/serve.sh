@@ -23,11 +23,14 @@ export TASKAPI_RATELIMIT_LOGIN="${TASKAPI_RATELIMIT_LOGIN:-1000000 per minute}"
 export TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS="${TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ADDRESS:-1000000 per minute}"
 export TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT="${TASKAPI_RATELIMIT_LOGIN_FAILURES_PER_ACCOUNT:-1000000 per minute}"
 export TASKAPI_LOG_LEVEL="${TASKAPI_LOG_LEVEL:-WARNING}"
+# the listen backlog production's hypercorn.toml sets (hypercorn's own default is 100: a burst of
+# thousands of new connections would overflow it, each dropped SYN retried a second later)
+backlog=$(.venv/bin/python -c 'import tomllib; print(tomllib.load(open("taskapi/config/hypercorn.toml", "rb"))["backlog"])')
 trap 'kill -TERM $(jobs -p) 2>/dev/null || true; wait' TERM INT
 for _ in $(seq "${WORKERS:-2}"); do
   .venv/bin/python bench/reuseport.py 127.0.0.1 "${PORT:?}" -- \
     .venv/bin/hypercorn --worker-class uvloop --workers 1 --bind 'fd://{fd}' \
-    --keep-alive 75 --graceful-timeout 5 asgi:app &
+    --backlog "$backlog" --keep-alive 75 --graceful-timeout 5 asgi:app &
 done
 if [ "${BENCH_ARQ_WORKER:-1}" != 0 ]; then
   .venv/bin/arq worker.WorkerSettings --custom-log-dict worker.LOG_CONFIG &

@@ -16,7 +16,7 @@ from taskapi.settings import PROJECT_ROOT
 
 RUNTIME_INSTALL = "--require-hashes -r requirements.lock"
 DEV_INSTALL = "--require-hashes -r requirements-dev.lock"
-DEV_TARGETS = ["test", "fuzz", "bench", "mutate", "lint", "lock"]
+DEV_TARGETS = ["test", "fuzz", "bench", "bench-scale", "mutate", "lint", "lock"]
 
 
 def _dry_run(target: str, *args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:

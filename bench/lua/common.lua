@@ -1,5 +1,6 @@
 -- taskapi's load scenarios for wrk. Environment: BENCH_TOKEN (bearer access token),
--- BENCH_IDS (file: one existing task id per line). done() prints "BENCHJSON {...}"; a scenario
+-- BENCH_IDS (file: one existing task id per line), BENCH_PATH (the path M.path() requests).
+-- done() prints "BENCHJSON {...}" (p50/p99/p99.9, errors, and the errors by kind); a scenario
 -- that sets M.extra (returning extra JSON fields and the count of its expected non-2xx answers)
 -- adds those fields, and its expected answers are not counted as errors.
 local M = {}
@@ -24,6 +25,10 @@ end
 
 function M.get(id)
   return wrk.format("GET", "/api/tasks/" .. id, headers(false))
+end
+
+function M.path()
+  return wrk.format("GET", os.getenv("BENCH_PATH"), headers(false))
 end
 
 function M.list()
@@ -59,11 +64,15 @@ end
 function done(summary, latency, requests)
   local fields, expected = "", 0
   if M.extra then fields, expected = M.extra() end
+  local e = summary.errors
   io.write(string.format(
-    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d%s}\n',
+    'BENCHJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,'
+      .. '"max_us":%d,"errors":%d,"err_connect":%d,"err_read":%d,"err_write":%d,'
+      .. '"err_timeout":%d,"err_status":%d%s}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout + summary.errors.status - expected, fields))
+    latency:percentile(99.9), latency.max,
+    e.connect + e.read + e.write + e.timeout + e.status - expected,
+    e.connect, e.read, e.write, e.timeout, e.status - expected, fields))
 end
 
 return M

@@ -255,3 +255,14 @@ def test_every_base_image_is_pinned_by_digest():
     for base in bases:
         assert re.fullmatch(r"[a-z0-9./_-]+:[\w.-]+@sha256:[0-9a-f]{64}", base), base
     assert len(set(bases)) == 1, bases
+
+
+def test_the_api_is_given_open_files_for_thousands_of_connections():
+    """The unit and the compose service set the hard limit the API raises its soft one to
+    (taskapi.infra.open_files); systemd's and the runtimes' soft default is 1,024."""
+    unit = (PROJECT_ROOT / "config/systemd/taskapi@.service").read_text()
+    service = unit.split("[Service]", 1)[1].split("\n[", 1)[0]
+    (value,) = re.findall(r"^LimitNOFILE=(\d+)$", service, re.M)
+    assert int(value) >= 65536
+    nofile = COMPOSE["services"]["api"]["ulimits"]["nofile"]
+    assert nofile["soft"] == nofile["hard"] >= 65536
