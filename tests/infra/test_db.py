@@ -57,6 +57,7 @@ class SilentCutProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._relayed: list[_Relayed] = []
+        self._cut: list[_Relayed] = []
         self._watchers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -78,6 +79,7 @@ class SilentCutProxy:
                 pump.cancel()
             relayed.server_writer.transport.abort()
             self._watchers.append(asyncio.create_task(_reset_on_next_write(relayed)))
+        self._cut.extend(self._relayed)
         cut, self._relayed = len(self._relayed), []
         return cut
 
@@ -89,6 +91,10 @@ class SilentCutProxy:
             relayed.client_writer.transport.abort()
         for watcher in self._watchers:
             watcher.cancel()
+        # a cut connection the client has not written to since is still silent: end it, or the
+        # app's shutdown would wait on it (closing a connection waits for the server's answer)
+        for relayed in self._cut:
+            relayed.client_writer.transport.abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
