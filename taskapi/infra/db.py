@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # is wrong: 08 connection exception, 57P operator intervention (admin shutdown, crash shutdown,
 # "the database system is shutting down", database dropped, idle session timeout)
 UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P")
+# how long closing the pool may take at shutdown
+DISPOSE_SECONDS = 2.0
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -324,7 +327,16 @@ class Database:
         self.outage.recovered()
 
     async def dispose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-        self._engine = None
-        self._autocommit = None
+        """Close the pool's connections, waiting at most DISPOSE_SECONDS: closing one waits for
+        the server's answer, which a connection cut silently (a firewall's idle drop) never
+        gets; what is left then closes with the process."""
+        engine, self._engine, self._autocommit = self._engine, None, None
+        if engine is None:
+            return
+        try:
+            await asyncio.wait_for(engine.dispose(), DISPOSE_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "database connections not closed within %s s (the server does not answer)",
+                DISPOSE_SECONDS,
+            )

@@ -12,8 +12,8 @@ from quart import Quart
 from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskapi.infra.db import needs_ping
-from tests.conftest import create_account
+from taskapi.infra.db import DISPOSE_SECONDS, Database, needs_ping
+from tests.conftest import create_account, replaced
 from tests.services import until
 
 
@@ -72,13 +72,15 @@ class SilentCutProxy:
         ]
         self._relayed.append(_Relayed(reader, writer, server_writer, pumps))
 
-    def cut(self) -> int:
-        """Close every server side; each client side stays silent until the client writes."""
+    def cut(self, *, reset_on_write: bool = True) -> int:
+        """Close every server side; each client side stays silent until the client writes
+        (then it is reset), or for good (`reset_on_write=False`: a firewall that drops)."""
         for relayed in self._relayed:
             for pump in relayed.pumps:
                 pump.cancel()
             relayed.server_writer.transport.abort()
-            self._watchers.append(asyncio.create_task(_reset_on_next_write(relayed)))
+            if reset_on_write:
+                self._watchers.append(asyncio.create_task(_reset_on_next_write(relayed)))
         self._cut.extend(self._relayed)
         cut, self._relayed = len(self._relayed), []
         return cut
@@ -169,3 +171,30 @@ async def test_a_request_holds_one_pooled_connection_at_most(make_apps):
     url = f"/api/tasks/{(await created.get_json())['data']['id']}"
     assert (await client.get(url, headers=account.headers)).status_code == 200
     assert (await client.delete(url, headers=account.headers)).status_code == 204
+
+
+async def test_closing_the_pool_does_not_wait_on_connections_cut_silently(shared_settings, caplog):
+    """Closing a connection waits for the server's answer, which a silently cut one never
+    sends: the pool's close gives up after DISPOSE_SECONDS and says so."""
+    url = make_url(shared_settings.database_url)
+    proxy = SilentCutProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    database = Database(
+        replaced(
+            shared_settings,
+            database_url=url.set(host="127.0.0.1", port=proxy.port).render_as_string(False),
+        )
+    )
+    try:
+        await database.connect()
+
+        async def use() -> None:
+            async with database.connection() as connection:
+                await connection.execute(text("SELECT pg_sleep(0.05)"))
+
+        await asyncio.gather(*(use() for _ in range(3)))  # three connections in the pool
+        assert proxy.cut(reset_on_write=False) == 3
+        await asyncio.wait_for(database.dispose(), DISPOSE_SECONDS + 30)
+        assert "database connections not closed within" in caplog.text
+    finally:
+        await proxy.close()
