@@ -118,8 +118,7 @@ def run_wrk(
         text=True,
         check=True,
     ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
-    data = json.loads(line.removeprefix("BENCHJSON "))
+    data = benchjson(out)
     seconds = data["duration_us"] / 1e6
     return {
         **data,
@@ -129,6 +128,12 @@ def run_wrk(
         "seconds": seconds,
         "cpu_seconds": cpu_seconds(pids or []) - cpu_before,
     }
+
+
+def benchjson(out: str) -> dict:
+    """The figures wrk printed in its `BENCHJSON` line (bench/lua/common.lua's done())."""
+    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
+    return json.loads(line.removeprefix("BENCHJSON "))
 
 
 def write_ids(ids: list[int]) -> Path:

@@ -103,8 +103,7 @@ def wrk(
     out, _ = process.communicate()
     if process.returncode:
         raise RuntimeError(f"wrk failed ({process.returncode}): {out}")
-    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
-    data = json.loads(line.removeprefix("BENCHJSON "))
+    data = run_bench.benchjson(out)
     seconds = data["duration_us"] / 1e6
     return {
         "rps": data["requests"] / seconds,
