@@ -3,6 +3,7 @@ Plain async functions over a connection (or a unit of work, for a deletion)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -110,12 +111,18 @@ class RoleCache:
     missing or deactivated user is never remembered, so such an account is refused as soon as
     its entry expires. A token of another generation (an account that had this id before) is
     refused at once: it never matches the cached entry and is then checked against the database.
+
+    With `ttl` > 0, the requests that find a user's entry missing while a lookup of that user
+    is already running wait for that lookup instead of sending their own: when the entry of a
+    client with thousands of requests in flight expires, the database is asked once, not once
+    per request. With `ttl` 0 every request asks the database itself.
     """
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._clock = clock
         self._entries: dict[int, tuple[str, int, float]] = {}
+        self._lookups: dict[int, asyncio.Future[tuple[str, int] | None]] = {}
 
     def cached_role(self, user_id: int, generation: int) -> str | None:
         """The role remembered for a token's user, if fresh and of the token's generation;
@@ -136,16 +143,43 @@ class RoleCache:
         role = self.cached_role(user_id, generation)
         if role is not None:
             return role
-        now = self._clock()
-        account = await role_and_generation_of(await connection_of(), user_id)
+        account = await self._account(connection_of, user_id)
         if account is None:
             return None
-        if self.ttl > 0:
+        role, current = account
+        return role if current == generation else None
+
+    async def _account(
+        self, connection_of: Callable[[], Awaitable[AsyncConnection]], user_id: int
+    ) -> tuple[str, int] | None:
+        if self.ttl <= 0:
+            return await role_and_generation_of(await connection_of(), user_id)
+        while (running := self._lookups.get(user_id)) is not None:
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this request was cancelled, not (only) the lookup
+            # that lookup ended without an answer (its request failed or was cancelled, and
+            # answers for it): this request asks, or waits for the next one to
+        lookup: asyncio.Future[tuple[str, int] | None] = asyncio.get_running_loop().create_future()
+        self._lookups[user_id] = lookup
+        now = self._clock()
+        try:
+            account = await role_and_generation_of(await connection_of(), user_id)
+        except BaseException:
+            lookup.cancel()
+            raise
+        finally:
+            if self._lookups.get(user_id) is lookup:
+                del self._lookups[user_id]
+        if account is not None:
             if len(self._entries) > 100_000:
                 self._entries.clear()
             self._entries[user_id] = (*account, now + self.ttl)
-        role, current = account
-        return role if current == generation else None
+        lookup.set_result(account)
+        return account
 
     def clear(self) -> None:
         """Forget every remembered role (what a fresh process knows)."""

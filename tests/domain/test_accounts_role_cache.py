@@ -4,9 +4,11 @@ roles for `TASKAPI_USER_CACHE_SECONDS`."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from sqlalchemy import delete, update
+import pytest
+from sqlalchemy import delete, select, update
 
 from taskapi.domain.accounts import RoleCache
 from taskapi.domain.models import User
@@ -121,3 +123,123 @@ async def test_a_deactivated_user_is_refused_within_the_role_cache_time(make_app
     assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 200
     clock.now += 0.5
     assert (await client.get("/api/tasks/", headers=account.headers)).status_code == 401
+
+
+class CountedConnections:
+    """`connection_of` for RoleCache.role_of: real autocommit connections from the app's pool,
+    counted; `hold` keeps the next caller waiting before it gets one."""
+
+    def __init__(self, app) -> None:
+        self.db = app.extensions["taskapi"].db
+        self.asked = 0
+        self.hold: asyncio.Event | None = None
+        self.opened: list = []
+
+    async def __call__(self):
+        self.asked += 1
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            await hold.wait()
+        connection = await self.db.connection()
+        self.opened.append(connection)
+        return connection
+
+    async def close(self) -> None:
+        for connection in self.opened:
+            await connection.close()
+
+
+async def _generation(app, user_id: int) -> int:
+    async with app.extensions["taskapi"].db.connection() as connection:
+        return int(await connection.scalar(select(User.token_generation).where(User.id == user_id)))
+
+
+async def until(check) -> None:
+    """Let the other tasks run until `check()` holds (a bounded number of loop turns)."""
+    for _ in range(100):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_requests_that_miss_one_users_role_together_ask_the_database_once(make_apps):
+    """The entry of a client with many requests in flight expires: one lookup, not one each."""
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    account, admin = await create_account(app), await create_account(app, "admin")
+    mine, theirs = await _generation(app, account.id), await _generation(app, admin.id)
+    roles, connections = RoleCache(30), CountedConnections(app)
+    try:
+        found = await asyncio.gather(
+            *(roles.role_of(connections, account.id, mine) for _ in range(50)),
+            *(roles.role_of(connections, admin.id, theirs) for _ in range(50)),
+        )
+    finally:
+        await connections.close()
+    assert found == ["user"] * 50 + ["admin"] * 50
+    assert connections.asked == 2  # one per user
+    assert roles.cached_role(account.id, mine) == "user"
+
+
+async def test_the_waiting_requests_of_a_cancelled_lookup_ask_themselves(make_apps):
+    """The request whose lookup the others wait for goes away (its client left): they are
+    answered all the same, by one more lookup."""
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    account = await create_account(app)
+    generation = await _generation(app, account.id)
+    roles, connections = RoleCache(30), CountedConnections(app)
+    connections.hold = released = asyncio.Event()
+    try:
+        first = asyncio.create_task(roles.role_of(connections, account.id, generation))
+        await until(lambda: connections.asked == 1)
+        waiting = [
+            asyncio.create_task(roles.role_of(connections, account.id, generation))
+            for _ in range(20)
+        ]
+        await until(lambda: all(not t.done() for t in waiting))  # they have started
+        assert connections.asked == 1
+        first.cancel()
+        assert await asyncio.gather(*waiting) == ["user"] * 20
+        assert first.cancelled()
+        released.set()
+    finally:
+        await connections.close()
+    assert connections.asked == 2
+
+
+async def test_a_waiting_request_that_is_cancelled_leaves_the_lookup_running(make_apps):
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
+    account = await create_account(app)
+    generation = await _generation(app, account.id)
+    roles, connections = RoleCache(30), CountedConnections(app)
+    connections.hold = released = asyncio.Event()
+    try:
+        first = asyncio.create_task(roles.role_of(connections, account.id, generation))
+        await until(lambda: connections.asked == 1)
+        second = asyncio.create_task(roles.role_of(connections, account.id, generation))
+        await asyncio.sleep(0)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        released.set()
+        assert await first == "user"
+    finally:
+        await connections.close()
+    assert connections.asked == 1
+
+
+async def test_without_a_role_cache_every_request_asks_the_database(make_apps):
+    """TASKAPI_USER_CACHE_SECONDS=0: a role change applies to the very next request, so no
+    request takes the answer of a lookup that started before it."""
+    (app,) = await make_apps(1, backend="memory", user_cache_seconds=0)
+    account = await create_account(app)
+    generation = await _generation(app, account.id)
+    roles, connections = RoleCache(0), CountedConnections(app)
+    try:
+        found = await asyncio.gather(
+            *(roles.role_of(connections, account.id, generation) for _ in range(10))
+        )
+    finally:
+        await connections.close()
+    assert found == ["user"] * 10
+    assert connections.asked == 10
