@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = exempt(plain_view(app, app.view_functions[endpoint]))
     if settings.metrics_enabled:
-        app.after_request(note_quart_route)
+        app.before_request(note_quart_route)  # before the gate's: a refusal is counted too
     gate = _init_gate(app, parts)
     register_error_handlers(app)
 

@@ -15,10 +15,8 @@ class Sent:
     body: bytes
 
 
-async def asgi_request(
-    app: Any, method: str, path: str, headers: dict[str, str], query: str = ""
-) -> Sent:
-    scope = {
+def http_scope(method: str, path: str, headers: dict[str, str], query: str = "") -> dict[str, Any]:
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -34,6 +32,12 @@ async def asgi_request(
         "server": ("localhost", 80),
         "extensions": {},
     }
+
+
+async def asgi_request(
+    app: Any, method: str, path: str, headers: dict[str, str], query: str = ""
+) -> Sent:
+    scope = http_scope(method, path, headers, query)
     received = False
     answered = asyncio.Event()
 
@@ -57,3 +61,23 @@ async def asgi_request(
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     names = {k.decode().lower(): v.decode() for k, v in start["headers"]}
     return Sent(start["status"], names, body)
+
+
+async def asgi_request_left(app: Any, method: str, path: str, headers: dict[str, str]) -> list:
+    """A request whose client closes its connection as soon as it has sent it: the messages the
+    app sent (none, when it noticed before answering)."""
+    messages: list[dict[str, Any]] = []
+    sent_request = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await app(http_scope(method, path, headers), receive, send)
+    return messages

@@ -1,9 +1,10 @@
 """`GET /metrics` and the per-request metrics, as the outermost ASGI middleware (so the edge's
 cached answers are counted too, and the peer is the socket's, before any forwarded header).
 
-A request is counted by its route template: the app's after-request step (`note_quart_route`)
-or the edge (`note_route`) writes it into the request's `RouteNote`; a request neither wrote
-one for matched no route (`UNMATCHED`). `/metrics` itself is answered here to the peers of
+A request is counted by its route template: a before-request step of the app's, ahead of the
+gate's (`note_quart_route`), or the edge (`note_route`) writes it into the request's
+`RouteNote`; a request neither wrote one for matched no route (`UNMATCHED`). A request whose
+client left before any answer began is counted as 499, as nginx logs it, not as a 500. `/metrics` itself is answered here to the peers of
 `TASKAPI_METRICS_ALLOW` and goes on to the app, which answers 404, for anyone else; it is not
 one of the app's routes, so neither the OpenAPI document nor nginx's site serves it."""
 
@@ -16,18 +17,22 @@ from typing import cast
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
     HTTPScope,
     Scope,
 )
-from quart import Response, request
+from quart import request
 
 from taskapi.infra import metrics
 from taskapi.settings import Network
 
 PATH = "/metrics"
 ROUTE_NOTE = "taskapi.route_note"  # the scope key of a request's RouteNote
+# the status counted for a request cancelled before its answer began, as nginx logs it: the
+# client closed its connection while waiting (not an error of the server's)
+CLIENT_CLOSED = 499
 
 
 class RouteNote:
@@ -46,12 +51,12 @@ def note_route(scope: Scope, template: str) -> None:
         note.template = template
 
 
-async def note_quart_route(response: Response) -> Response:
-    """After-request step: the template of the rule the request matched."""
+async def note_quart_route() -> None:
+    """Before-request step (ahead of the gate's): the template of the rule the request matched,
+    written before anything can stop the request (a refusal, the client leaving)."""
     rule = request.url_rule
     if rule is not None:
         note_route(cast(Scope, request.scope), rule.rule)
-    return response
 
 
 class RequestMetrics:
@@ -81,16 +86,26 @@ class RequestMetrics:
         noted = scope.copy()
         cast(MutableMapping[str, object], noted)[ROUTE_NOTE] = note
         status = 500  # what the server answers when the app fails before its answer starts
+        began = left = False  # an answer began; the client closed its connection before that
+
+        async def receiving() -> ASGIReceiveEvent:
+            nonlocal left
+            message = await receive()
+            if message["type"] == "http.disconnect" and not began:
+                left = True
+            return message
 
         async def sending(message: ASGISendEvent) -> None:
-            nonlocal status
+            nonlocal status, began
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, began = message["status"], True
             await send(message)
 
         try:
-            await self.app(noted, receive, sending)
+            await self.app(noted, receiving, sending)
         finally:
+            if left and status == 500 and not began:  # not the server's failure
+                status = CLIENT_CLOSED
             elapsed = time.perf_counter() - started
             metrics.request_answered(note.template, scope["method"], status, elapsed)
 

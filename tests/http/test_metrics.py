@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taskapi.app import create_app
 from taskapi.infra import metrics
+from tests.asgi import asgi_request, asgi_request_left
 from tests.conftest import ROLE_CACHE_IDS, ROLE_CACHE_SECONDS, create_account, replaced
 from tests.services import free_port
 
@@ -104,6 +105,21 @@ async def test_an_unknown_method_is_counted_as_other(make_apps):
         requests(after, "unmatched", "405", "OTHER")
         == requests(before, "unmatched", "405", "OTHER") + 1
     )
+
+
+async def test_a_request_whose_client_left_before_its_answer_counts_as_499_not_500(make_apps):
+    """The framework stops a request whose client has gone (no answer is sent): counted as
+    nginx logs it, 499, so that clients giving up never look like server errors."""
+    (app,) = await make_apps(1, user_cache_seconds=0)
+    account = await create_account(app)
+    before = await samples(app)
+    assert await asgi_request_left(app, "GET", "/auth/me", account.headers) == []
+    answered = await asgi_request(app, "GET", "/auth/me", account.headers)
+    assert answered.status == 200  # the client stayed: its disconnect after the answer is fine
+    after = await samples(app)
+    assert requests(after, "/auth/me", "499") == requests(before, "/auth/me", "499") + 1
+    assert requests(after, "/auth/me", "500") == requests(before, "/auth/me", "500")
+    assert requests(after, "/auth/me", "200") == requests(before, "/auth/me", "200") + 1
 
 
 @both_paths
