@@ -11,7 +11,8 @@ by configuration):
   1,000 of that user's tasks through the cursor; each with the response cache on (production)
   and off (every read reaches PostgreSQL).
 - connection sweep, at the last size: S1 and S4 with `--connections` keep-alive connections;
-  then the same against the side-by-side harness's Flask seed and FastAPI peer, when its
+  again without the in-flight limit (TASKAPI_MAX_REQUESTS_IN_FLIGHT=0; `--no-unlimited` skips
+  it); then the same against the side-by-side harness's Flask seed and FastAPI peer, when its
   directory is given (`--peers-dir`, or BENCH_PEERS_DIR; skipped, saying so, otherwise).
 - EXPLAIN (ANALYZE, BUFFERS) of the list and detail statements the domain sends (captured from
   `taskapi.domain.tasks` on a real connection) at the last size, and a py-spy profile of one
@@ -51,6 +52,7 @@ SCRIPTS = {"S1": "s1_detail", "S2": "s2_list", "S4": "s4_mixed", "page": "s2_pag
 PEERS = (("flask-seed", "flask.target"), ("fastapi", "fastapi.target"))
 HEAVY = "bench-heavy"  # the user who owns the bulk of the rows (the cursor's pages)
 PAGE = 100  # the list's page size in the cursor runs (its maximum)
+UNLIMITED = "taskapi, no limit"  # the connection sweep with TASKAPI_MAX_REQUESTS_IN_FLIGHT=0
 
 
 # ------------------------------------------------------------------------------------ wrk
@@ -486,7 +488,8 @@ def connection_sweep(
     results: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
     """S1 and S4 against taskapi (cache on) at each connection count; then S1 at the last,
-    profiled."""
+    profiled; then the sweep again with TASKAPI_MAX_REQUESTS_IN_FLIGHT=0 (no in-flight limit),
+    as the system "taskapi, no limit"."""
     profile = None
     with serving(env) as (base, pids):
         token = login(base, args.username, args.password)
@@ -510,6 +513,16 @@ def connection_sweep(
                 "connections": args.connections[-1],
                 **(result["extra"] or {}),
             }
+    if args.unlimited:
+        unlimited = {**env, "TASKAPI_MAX_REQUESTS_IN_FLIGHT": "0"}
+        with serving(unlimited) as (base, pids):
+            token = login(base, args.username, args.password)
+            for connections in args.connections:
+                for scenario in ("S1", "S4"):
+                    result = wrk(base, scenario, token, state["ids_file"], args, connections)
+                    row = {"sweep": "connections", "system": UNLIMITED, "scenario": scenario}
+                    results.append({**row, **result})
+                    show(results[-1])
     return profile
 
 
@@ -817,7 +830,9 @@ def report(
         "## Connections",
         "",
         f"At {state['sizes']['tasks']:,} rows for taskapi (cache on); the peers of the "
-        f"side-by-side harness on their own {args.api_tasks} tasks each. errors = connect + "
+        f"side-by-side harness on their own {args.api_tasks} tasks each. `{UNLIMITED}`: taskapi "
+        "with TASKAPI_MAX_REQUESTS_IN_FLIGHT=0 (every request worked on at once; production's "
+        "default lets 64 a process in, the rest wait in arrival order). errors = connect + "
         "read + write + timeout + non-2xx (wrk).",
         "",
         "| system | scenario | connections | req/s | p50 ms | p99 ms | p99.9 ms | connect | read | "
@@ -901,6 +916,12 @@ def main() -> None:
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument(
         "--native", action="store_true", help="the profile's C frames too (pauses the process)"
+    )
+    parser.add_argument(
+        "--no-unlimited",
+        dest="unlimited",
+        action="store_false",
+        help="skip the connection sweep without the in-flight limit",
     )
     parser.add_argument(
         "--no-data-runs",

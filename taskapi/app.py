@@ -15,6 +15,7 @@ from taskapi.blueprints.tasks.routes import bp as tasks_bp
 from taskapi.domain.gauges import sample_gauges
 from taskapi.domain.limits import limits_from
 from taskapi.domain.parts import Parts
+from taskapi.http.admission import InFlightLimit
 from taskapi.http.db_scope import close_request_connection
 from taskapi.http.docs import init_docs, plain_view
 from taskapi.http.edge import CachedReads
@@ -26,6 +27,7 @@ from taskapi.http.proxies import ForwardedHeaders
 from taskapi.http.state import PARTS
 from taskapi.http.tokens import init_tokens
 from taskapi.http.urls import TaskIdConverter, reject_large_ids
+from taskapi.infra import metrics
 from taskapi.settings import Settings, load_settings
 from taskapi.wiring import build_parts
 
@@ -87,11 +89,22 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.asgi_app = CachedReads(app.asgi_app, app, gate, app.extensions["taskapi.tokens"])  # type: ignore[method-assign]
     if settings.trusted_proxies:  # believe forwarded headers from these peers only
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    limit = None
+    if settings.max_requests_in_flight:  # the rest wait their turn (http/admission.py)
+        limit = InFlightLimit(app.asgi_app, settings.max_requests_in_flight)
+        app.asgi_app = limit  # type: ignore[method-assign]
     if settings.metrics_enabled:  # outermost: every answer counted, the socket's peer checked
         app.asgi_app = RequestMetrics(  # type: ignore[method-assign]
-            app.asgi_app, settings.metrics_allow, lambda: sample_gauges(parts.db)
+            app.asgi_app, settings.metrics_allow, lambda: _sample(parts, limit)
         )
     return app
+
+
+async def _sample(parts: Parts, limit: InFlightLimit | None) -> None:
+    """The gauges read when /metrics is scraped."""
+    if limit is not None:
+        metrics.admission_sampled(limit.working, limit.waiting)
+    await sample_gauges(parts.db)
 
 
 def _init_gate(app: Quart, parts: Parts) -> Gate:

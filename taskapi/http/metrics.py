@@ -4,9 +4,10 @@ cached answers are counted too, and the peer is the socket's, before any forward
 A request is counted by its route template: a before-request step of the app's, ahead of the
 gate's (`note_quart_route`), or the edge (`note_route`) writes it into the request's
 `RouteNote`; a request neither wrote one for matched no route (`UNMATCHED`). A request whose
-client left before any answer began is counted as 499, as nginx logs it, not as a 500. `/metrics` itself is answered here to the peers of
-`TASKAPI_METRICS_ALLOW` and goes on to the app, which answers 404, for anyone else; it is not
-one of the app's routes, so neither the OpenAPI document nor nginx's site serves it."""
+client left before any answer began is counted as 499, as nginx logs it, not as a 500.
+`/metrics` itself is answered here to the peers of `TASKAPI_METRICS_ALLOW` and goes on to the
+app, which answers 404, for anyone else; it is not one of the app's routes, so neither the
+OpenAPI document nor nginx's site serves it."""
 
 from __future__ import annotations
 

@@ -71,6 +71,11 @@ OUTBOX_PENDING = Gauge("taskapi_outbox_pending", "Outbox entries not yet relayed
 OUTBOX_OLDEST = Gauge(
     "taskapi_outbox_oldest_seconds", "Age of the oldest pending outbox entry (0: none)."
 )
+IN_FLIGHT = Gauge(
+    "taskapi_http_requests_in_flight",
+    "Requests let in and not yet answering (at most TASKAPI_MAX_REQUESTS_IN_FLIGHT).",
+)
+WAITING = Gauge("taskapi_http_requests_waiting", "Requests waiting to be let in.")
 JOBS_ENQUEUED = Counter("taskapi_jobs_enqueued", "Jobs handed to the queue.", ["job"])
 JOBS_STARTED = Counter("taskapi_jobs_started", "Job runs started (each try).", ["job"])
 JOBS_SUCCEEDED = Counter("taskapi_jobs_succeeded", "Job runs that succeeded.", ["job"])
@@ -124,6 +129,11 @@ def pool_sampled(size: int, checked_out: int, overflow: int) -> None:
     POOL_SIZE.set(size)
     POOL_CHECKED_OUT.set(checked_out)
     POOL_OVERFLOW.set(overflow)
+
+
+def admission_sampled(in_flight: int, waiting: int) -> None:
+    IN_FLIGHT.set(in_flight)
+    WAITING.set(waiting)
 
 
 def outbox_sampled(pending: int, oldest_seconds: float) -> None:
