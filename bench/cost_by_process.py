@@ -4,6 +4,7 @@ runs them, without the arq worker). Prints, per scenario, req/s and the CPU mill
 kind of process spent per request (user + system, from /proc), and how many cores were busy.
 
     .venv/bin/python bench/cost_by_process.py [--scenarios "S3 S1"] [--seconds 12]
+        [--connections "64 5000"]
 
 It says which process a scenario's cost is in. Other load on the machine inflates the CPU per
 request too (seen here: twice the quiet figure at a load average of 7), so run it quiet.
@@ -12,7 +13,9 @@ request too (seen here: twice the quiet figure at a load average of 7), so run i
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import resource
 import sys
 import tempfile
 import threading
@@ -63,10 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenarios", default="S3 S1")
     parser.add_argument("--seconds", type=int, default=12)
+    parser.add_argument("--connections", default="64", help="wrk's, each in turn")
     args = parser.parse_args()
+    counts = [int(c) for c in args.connections.replace(",", " ").split()]
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # wrk and the servers inherit it
     os.environ.setdefault("BENCH_ARQ_WORKER", "0")
-    wrk_args = argparse.Namespace(threads=1, connections=64, warmup=3, duration=args.seconds)
-    with local_deployment(2) as (base, _pids), tempfile.TemporaryDirectory() as scratch:
+    deployment = local_deployment(2, pgbouncer_pool=0)
+    with deployment as (base, _pids), tempfile.TemporaryDirectory() as scratch:
         password = "Profile-Pass-93x!"
         Client(base).call(
             "POST",
@@ -76,11 +83,17 @@ def main() -> None:
         token = login(base, "costs", password)
         ids_file = Path(scratch) / "ids"
         ids_file.write_text("\n".join(map(str, create_tasks(base, token, 200))))
-        for scenario in args.scenarios.split():
+        for scenario, connections in itertools.product(args.scenarios.split(), counts):
+            wrk_args = argparse.Namespace(
+                threads=1 if connections <= 64 else 2,
+                connections=connections,
+                warmup=3,
+                duration=args.seconds,
+            )
             result: dict = {}
             load = threading.Thread(
-                target=lambda s=scenario, r=result: r.update(
-                    run_wrk(base, s, token, ids_file, wrk_args)
+                target=lambda s=scenario, w=wrk_args, r=result: r.update(
+                    run_wrk(base, s, token, ids_file, w)
                 )
             )
             load.start()
@@ -102,8 +115,9 @@ def main() -> None:
             )
             busy = sum(u + s for u, s in spent.values()) / (ended - started)
             print(
-                f"{scenario}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} ms; CPU ms per "
-                f"request (user+system): {per_request}; {busy:.2f} cores busy",
+                f"{scenario} -c{connections}: {result['rps']:.0f} req/s, p50 {result['p50']:.1f} "
+                f"ms, p99 {result['p99']:.1f} ms; CPU ms per request (user+system): "
+                f"{per_request}; {busy:.2f} cores busy",
                 flush=True,
             )
 

@@ -21,7 +21,7 @@ from taskapi.http.docs import init_docs, plain_view
 from taskapi.http.edge import CachedReads
 from taskapi.http.errors import register_error_handlers
 from taskapi.http.gate import Gate
-from taskapi.http.metrics import RequestMetrics, note_quart_route
+from taskapi.http.metrics import RequestMetrics, note_quart_route, route_noter
 from taskapi.http.policy import exempt
 from taskapi.http.proxies import ForwardedHeaders
 from taskapi.http.state import PARTS
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     limit = None
     if settings.max_requests_in_flight:  # the rest wait their turn (http/admission.py)
-        limit = InFlightLimit(app.asgi_app, settings.max_requests_in_flight)
+        limit = InFlightLimit(app.asgi_app, settings.max_requests_in_flight, route_noter(app))
         app.asgi_app = limit  # type: ignore[method-assign]
     if settings.metrics_enabled:  # outermost: every answer counted, the socket's peer checked
         app.asgi_app = RequestMetrics(  # type: ignore[method-assign]

@@ -47,11 +47,15 @@ class InFlightLimit:
     """ASGI middleware: at most `limit` bodiless HTTP requests between being let in and the
     start of their answer; the others wait in arrival order."""
 
-    def __init__(self, app: ASGIFramework, limit: int) -> None:
+    def __init__(
+        self, app: ASGIFramework, limit: int, on_left: Callable[[Scope], None] = lambda _: None
+    ) -> None:
+        """`on_left(scope)` is called for a request whose client left while it waited."""
         if limit < 1:
             raise ValueError("the limit is at least 1")
         self.app = app
         self.limit = limit
+        self.on_left = on_left
         self._free = limit
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -78,7 +82,8 @@ class InFlightLimit:
         else:
             waited = await self._wait(receive)
             if waited is None:
-                return  # the client left while waiting: nothing to answer
+                self.on_left(scope)  # the client left while waiting: nothing to answer
+                return
             receive, watching = waited
             holding = watching is not None
 

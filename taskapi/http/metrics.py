@@ -24,7 +24,9 @@ from hypercorn.typing import (
     HTTPScope,
     Scope,
 )
-from quart import request
+from quart import Quart, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RoutingException
 
 from taskapi.infra import metrics
 from taskapi.settings import Network
@@ -50,6 +52,24 @@ def note_route(scope: Scope, template: str) -> None:
     note = cast("RouteNote | None", cast(MutableMapping[str, object], scope).get(ROUTE_NOTE))
     if note is not None:
         note.template = template
+
+
+def route_noter(app: Quart) -> Callable[[Scope], None]:
+    """`note(scope)`: the template of the app's route that the request's method and path match,
+    for a request that never reaches the app (it left while waiting to be let in)."""
+
+    def note(scope: Scope) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            rule, _values = app.url_map.bind("localhost").match(
+                scope["path"], scope["method"], return_rule=True
+            )
+        except (HTTPException, RoutingException):
+            return  # no route (or a redirect): counted as unmatched
+        note_route(scope, rule.rule)
+
+    return note
 
 
 async def note_quart_route() -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from taskapi.http.admission import InFlightLimit, has_body
+from taskapi.http.metrics import ROUTE_NOTE, RouteNote, route_noter
+from taskapi.infra.metrics import UNMATCHED
 from tests.asgi import asgi_request, http_scope
 from tests.conftest import create_account
 from tests.http.test_metrics import samples, value
@@ -179,7 +181,8 @@ async def test_a_place_handed_to_a_request_as_it_goes_away_passes_to_the_next():
 async def test_a_request_whose_client_leaves_while_it_waits_is_dropped_from_the_line():
     """Clients that give up (and retry) leave no work behind: the app never sees it."""
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    left: list[str] = []
+    limit = InFlightLimit(inner, 1, on_left=lambda scope: left.append(scope["path"]))
     leaving = Connection()
     held, gone = call(limit, "/held"), call(limit, "/gone", connection=leaving)
     after = call(limit, "/after")
@@ -192,6 +195,22 @@ async def test_a_request_whose_client_leaves_while_it_waits_is_dropped_from_the_
         inner.finish(path)
     await asyncio.gather(held, after)
     assert inner.reached == ["/held", "/after"] and limit.working == 0
+    assert left == ["/gone"]  # told, so that its metrics keep its route
+
+
+async def test_a_request_that_left_while_waiting_is_counted_by_its_route(make_apps):
+    (app,) = await make_apps(1)
+    note = route_noter(app)
+    for method, path, template in (
+        ("GET", "/api/tasks/7", "/api/tasks/<task_id:task_id>"),
+        ("GET", "/auth/me", "/auth/me"),
+        ("GET", "/no/such/route", UNMATCHED),
+        ("DELETE", "/auth/me", UNMATCHED),  # no such method
+    ):
+        scope = http_scope(method, path, {})
+        scope[ROUTE_NOTE] = noted = RouteNote()
+        note(scope)
+        assert noted.template == template, (method, path)
 
 
 async def test_the_app_reads_what_the_line_read_while_waiting():
