@@ -41,6 +41,7 @@ test: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file bench/mypy.ini bench
 	$(BIN)/vulture
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -81,7 +82,8 @@ mutate: $(DEV_STAMP)
 	$(BIN)/python -m mutation.run --workers $(MUTATE_WORKERS) $(MUTATE_MODULES)
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy && $(BIN)/vulture
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy \
+	  && $(BIN)/mypy --config-file bench/mypy.ini bench && $(BIN)/vulture
 
 # Both lock files, from pyproject.toml, for every platform and Python from 3.11 (uv's universal
 # resolution): the runtime pins (the dependencies and the build requirements), then the dev pins,

@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
     wrk_args = argparse.Namespace(threads=1, connections=64, warmup=3, duration=args.seconds + 4)
-    with local_deployment(1) as (base, pids), tempfile.TemporaryDirectory() as scratch:
+    deployment = local_deployment(1, pgbouncer_pool=0)
+    with deployment as (base, pids), tempfile.TemporaryDirectory() as scratch:
         Client(base).call(
             "POST",
             "/auth/register",

@@ -162,7 +162,8 @@ def login_storm(base: str, username: str, password: str, token: str, task_id: in
     """/health and S1 latency while 100 logins run at once, beside the same probes at rest."""
 
     def probe(seconds: float | None, stop: threading.Event | None) -> dict[str, list[float]]:
-        client, found = Client(base), {"health": [], "s1": []}
+        client = Client(base)
+        found: dict[str, list[float]] = {"health": [], "s1": []}
         deadline = time.monotonic() + (seconds or 3600)
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             for name, path in (("health", "/health"), ("s1", f"/api/tasks/{task_id}")):
@@ -235,7 +236,7 @@ def relay_delays(database_url: str) -> str:
         return int(row[0]), row[1], row[2], int(pending)
 
     sent, p50, p99, pending = asyncio.run(query())
-    if not sent:
+    if not sent or p50 is None or p99 is None:
         return f"outbox: nothing relayed ({pending} pending: is a worker running?)"
     return (
         f"outbox relay, commit to hand-over: p50 {1000 * float(p50):.1f} ms, "

@@ -359,7 +359,9 @@ def sampler(seconds: int, env: dict[str, str], pids: list[int]) -> Any:
 
         client = redis_sync.Redis.from_url(env["REDIS_URL"])
         try:
-            redis_clients = int(client.info("clients")["connected_clients"])
+            # redis-py types the sync client's answers as the async one's too
+            info: dict[str, Any] = client.info("clients")  # type: ignore[assignment]
+            redis_clients = int(info["connected_clients"])
         finally:
             client.close()
 
