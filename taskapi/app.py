@@ -91,7 +91,13 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.asgi_app = ForwardedHeaders(app.asgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     limit = None
     if settings.max_requests_in_flight:  # the rest wait their turn (http/admission.py)
-        limit = InFlightLimit(app.asgi_app, settings.max_requests_in_flight, route_noter(app))
+        limit = InFlightLimit(
+            app.asgi_app,
+            settings.max_requests_in_flight,
+            route_noter(app),
+            max_body=settings.max_content_length,
+            body_timeout=app.config["BODY_TIMEOUT"],
+        )
         app.asgi_app = limit  # type: ignore[method-assign]
     if settings.metrics_enabled:  # outermost: every answer counted, the socket's peer checked
         app.asgi_app = RequestMetrics(  # type: ignore[method-assign]

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(86400, ge=1, le=30 * 86400)
     # How long a POST's key stays claimed while its first request runs (retries meanwhile: 409).
     idempotency_in_flight_seconds: int = Field(60, ge=1, le=3600)
-    # Bodiless requests one process works on at once (the rest wait in arrival order; 0: all).
+    # Requests one process works on at once (the rest wait in arrival order; 0: all at once).
     max_requests_in_flight: int = Field(64, ge=0)
     # How long a process may reuse a user's role (and existence) before asking the database.
     user_cache_seconds: float = Field(5.0, ge=0)

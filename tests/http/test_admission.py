@@ -1,6 +1,6 @@
-"""TASKAPI_MAX_REQUESTS_IN_FLIGHT (http/admission.py): at most that many bodiless requests of a
-process between being let in and the start of their answer, the rest let in in arrival order;
-a request with a body never waits; a waiting request that goes away takes no place."""
+"""TASKAPI_MAX_REQUESTS_IN_FLIGHT (http/admission.py): at most that many requests of a process
+between being let in and the start of their answer, the rest let in in arrival order; a body is
+read before its request takes a place; a request that goes away before it is let in takes none."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ from typing import Any
 
 import pytest
 
-from taskapi.http.admission import InFlightLimit, has_body
+from taskapi.http.admission import InFlightLimit, body_length
 from taskapi.http.metrics import ROUTE_NOTE, RouteNote, route_noter
 from taskapi.infra.metrics import UNMATCHED
+from tests import services
 from tests.asgi import asgi_request, http_scope
 from tests.conftest import create_account
 from tests.http.test_metrics import samples, value
+
+MAX_BODY = 100
+BODY_TIMEOUT = 0.5  # seconds: only the slow sender's test waits it out
+
+
+def limited(app: Any, limit: int, **options: Any) -> InFlightLimit:
+    return InFlightLimit(app, limit, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, **options)
 
 
 class HeldApp:
@@ -23,6 +31,7 @@ class HeldApp:
 
     def __init__(self) -> None:
         self.reached: list[str] = []
+        self.bodies: dict[str, bytes] = {}
         self.answer_of: dict[str, asyncio.Event] = {}
         self.finish_of: dict[str, asyncio.Event] = {}
 
@@ -40,6 +49,12 @@ class HeldApp:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.reached.append(scope["path"])
+        if any(name == b"content-length" for name, _ in scope["headers"]):
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body, more = body + message.get("body", b""), message.get("more_body", False)
+            self.bodies[scope["path"]] = body
         answer, finish = self.events(scope["path"])
         await answer.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -91,7 +106,7 @@ async def until(check) -> None:
 
 async def test_requests_beyond_the_limit_wait_and_are_let_in_in_arrival_order():
     inner = HeldApp()
-    limit = InFlightLimit(inner, 2)
+    limit = limited(inner, 2)
     paths = [f"/{n}" for n in range(6)]
     tasks = [call(limit, path) for path in paths]
     await until(lambda: len(inner.reached) == 2)
@@ -111,7 +126,7 @@ async def test_requests_beyond_the_limit_wait_and_are_let_in_in_arrival_order():
 async def test_the_place_is_freed_when_the_answer_starts_not_when_it_is_sent():
     """A slow reader of its answer does not hold a place."""
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     first, second = call(limit, "/slow-reader"), call(limit, "/next")
     await until(lambda: limit.waiting == 1)
     inner.answer("/slow-reader")  # its answer starts; its body waits (finish not called)
@@ -122,29 +137,112 @@ async def test_the_place_is_freed_when_the_answer_starts_not_when_it_is_sent():
     await asyncio.gather(first, second)
 
 
-async def test_a_request_with_a_body_is_let_in_at_once():
-    """Its body arrives as fast as its client sends it: waiting would hold a place meanwhile."""
+class Uploading(Connection):
+    """A connection whose request's body arrives in the chunks the test releases."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
+        self.chunks = list(chunks)
+        self.next_chunk = asyncio.Event()
+
+    def send_chunk(self) -> None:
+        self.next_chunk.set()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.chunks:
+            if not self.sent_request:
+                self.sent_request = True  # the first chunk is there with the headers
+            else:
+                left = asyncio.create_task(self.left.wait())
+                chunk = asyncio.create_task(self.next_chunk.wait())
+                await asyncio.wait((left, chunk), return_when=asyncio.FIRST_COMPLETED)
+                left.cancel()
+                chunk.cancel()
+                if self.left.is_set():
+                    return {"type": "http.disconnect"}
+                self.next_chunk.clear()
+            body = self.chunks.pop(0)
+            return {"type": "http.request", "body": body, "more_body": bool(self.chunks)}
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+
+def upload(limit: InFlightLimit, path: str, client: Connection, size: int) -> asyncio.Task:
+    scope = http_scope("POST", path, {"Content-Length": str(size)})
+    return asyncio.create_task(limit(scope, client.receive, client.send))
+
+
+async def test_a_request_with_a_body_waits_its_turn_once_the_body_is_there():
+    """Its body is read while it holds no place; then it waits in line like any other, and the
+    app gets the whole body."""
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     held = call(limit, "/held")
     await until(lambda: limit.working == 1)
-    posts = [
-        call(limit, "/with-length", {"Content-Length": "12"}),
-        call(limit, "/chunked", {"Transfer-Encoding": "chunked"}),
-    ]
-    bodiless = call(limit, "/bodiless", {"Content-Length": "0"})
-    await until(lambda: len(inner.reached) == 3)
-    assert inner.reached == ["/held", "/with-length", "/chunked"] and limit.waiting == 1
-    for path in ("/with-length", "/chunked", "/held", "/bodiless"):
+    sender = Uploading([b'{"title":', b' "t"}'])
+    posted = upload(limit, "/posted", sender, 14)
+    after = call(limit, "/after")
+    await until(lambda: limit.waiting == 1)  # only /after: /posted is still sending its body
+    sender.send_chunk()
+    await until(lambda: limit.waiting == 2)  # its body is there: now it waits too, after /after
+    for path in ("/held", "/after", "/posted"):
         inner.answer(path)
         inner.finish(path)
-    await asyncio.gather(held, bodiless, *posts)
-    assert inner.reached[-1] == "/bodiless"
+    await asyncio.gather(held, posted, after)
+    assert inner.reached == ["/held", "/after", "/posted"]
+    assert inner.bodies["/posted"] == b'{"title": "t"}'
+
+
+async def test_a_body_still_arriving_after_the_body_timeout_is_let_in_at_once():
+    """A slow sender holds no place while it sends, nor waits for ever: the app's own body
+    timeout deals with it."""
+    inner = HeldApp()
+    limit = limited(inner, 1)
+    held = call(limit, "/held")
+    await until(lambda: limit.working == 1)
+    sender = Uploading([b"{", b"}"])
+    slow = upload(limit, "/slow", sender, 2)
+    await services.until(lambda: "/slow" in inner.reached, "the slow body's timeout", 10)
+    assert limit.working == 1 and limit.waiting == 0
+    sender.send_chunk()
+    for path in ("/slow", "/held"):
+        inner.answer(path)
+        inner.finish(path)
+    await asyncio.gather(held, slow)
+    assert inner.bodies["/slow"] == b"{}"
+
+
+async def test_a_client_leaving_while_sending_its_body_is_dropped():
+    inner = HeldApp()
+    left: list[str] = []
+    limit = limited(inner, 1, on_left=lambda scope: left.append(scope["path"]))
+    sender = Uploading([b"{", b"}"])
+    gone = upload(limit, "/gone", sender, 2)
+    await until(lambda: sender.sent_request)
+    sender.leave()
+    await until(gone.done)
+    assert inner.reached == [] and left == ["/gone"] and limit.working == 0
+
+
+async def test_a_body_of_unknown_or_too_large_a_length_is_let_in_at_once():
+    """Chunked (no length to read up to), or larger than the app takes (it answers 413)."""
+    inner = HeldApp()
+    limit = limited(inner, 1)
+    held = call(limit, "/held")
+    await until(lambda: limit.working == 1)
+    chunked = call(limit, "/chunked", {"Transfer-Encoding": "chunked"})
+    large = call(limit, "/large", {"Content-Length": str(MAX_BODY + 1)})
+    await until(lambda: len(inner.reached) == 3)
+    assert inner.reached == ["/held", "/chunked", "/large"] and limit.waiting == 0
+    for path in ("/chunked", "/large", "/held"):
+        inner.answer(path)
+        inner.finish(path)
+    await asyncio.gather(held, chunked, large)
 
 
 async def test_a_waiting_request_that_goes_away_takes_no_place():
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     held, gone, after = call(limit, "/held"), call(limit, "/gone"), call(limit, "/after")
     await until(lambda: limit.waiting == 2)
     gone.cancel()
@@ -162,7 +260,7 @@ async def test_a_waiting_request_that_goes_away_takes_no_place():
 
 async def test_a_place_handed_to_a_request_as_it_goes_away_passes_to_the_next():
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     held, gone, after = call(limit, "/held"), call(limit, "/gone"), call(limit, "/after")
     await until(lambda: limit.waiting == 2)
     inner.answer("/held")  # /held leaves: its place is handed to /gone...
@@ -182,7 +280,7 @@ async def test_a_request_whose_client_leaves_while_it_waits_is_dropped_from_the_
     """Clients that give up (and retry) leave no work behind: the app never sees it."""
     inner = HeldApp()
     left: list[str] = []
-    limit = InFlightLimit(inner, 1, on_left=lambda scope: left.append(scope["path"]))
+    limit = limited(inner, 1, on_left=lambda scope: left.append(scope["path"]))
     leaving = Connection()
     held, gone = call(limit, "/held"), call(limit, "/gone", connection=leaving)
     after = call(limit, "/after")
@@ -225,7 +323,7 @@ async def test_the_app_reads_what_the_line_read_while_waiting():
         read.append((await receive())["type"])
 
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     held = call(limit, "/held")
     await until(lambda: limit.working == 1)
     limit.app = reader  # the next one let in reads
@@ -252,7 +350,7 @@ class SendingBody(Connection):
 
 async def test_a_waiting_request_that_turns_out_to_have_a_body_is_let_in_at_once():
     inner = HeldApp()
-    limit = InFlightLimit(inner, 1)
+    limit = limited(inner, 1)
     held = call(limit, "/held")
     await until(lambda: limit.working == 1)
     body = call(limit, "/body", connection=SendingBody())
@@ -265,19 +363,24 @@ async def test_a_waiting_request_that_turns_out_to_have_a_body_is_let_in_at_once
     assert limit.working == 0
 
 
-def test_over_http2_only_a_get_or_head_without_a_length_counts_as_bodiless():
+def test_the_length_a_request_says_its_body_has():
     """HTTP/2 and 3 carry a body without Content-Length or Transfer-Encoding."""
+    assert body_length(http_scope("GET", "/", {})) == 0
+    assert body_length(http_scope("DELETE", "/", {})) == 0  # HTTP/1.1 says when a body follows
+    assert body_length(http_scope("POST", "/", {"Content-Length": "12"})) == 12
+    assert body_length(http_scope("POST", "/", {"Transfer-Encoding": "chunked"})) is None
+    assert body_length(http_scope("POST", "/", {"Content-Length": "twelve"})) is None
     for version in ("2", "3"):
-        assert has_body({**http_scope("POST", "/", {}), "http_version": version})
-        assert has_body({**http_scope("DELETE", "/", {}), "http_version": version})
-        assert not has_body({**http_scope("GET", "/", {}), "http_version": version})
-    assert not has_body(http_scope("DELETE", "/", {}))  # HTTP/1.1 says when a body follows
-    assert has_body(http_scope("DELETE", "/", {"Content-Length": "2"}))
+        assert body_length({**http_scope("POST", "/", {}), "http_version": version}) is None
+        assert body_length({**http_scope("DELETE", "/", {}), "http_version": version}) is None
+        assert body_length({**http_scope("GET", "/", {}), "http_version": version}) == 0
+        with_length = {**http_scope("PATCH", "/", {"Content-Length": "3"}), "http_version": version}
+        assert body_length(with_length) == 3
 
 
 def test_the_limit_is_at_least_one():
     with pytest.raises(ValueError):
-        InFlightLimit(HeldApp(), 0)
+        limited(HeldApp(), 0)
 
 
 async def test_the_app_answers_many_concurrent_reads_through_a_limit_of_one(make_apps):
