@@ -697,7 +697,13 @@ def charts(results: list[dict[str, Any]], out: Path, stem: str) -> list[str]:
             ).items():
                 xs = [r["connections"] for r in rows]
                 axes[row_number][0].plot(xs, [r["rps"] for r in rows], marker="o", label=system)
-                axes[row_number][1].plot(xs, [r["p99"] for r in rows], marker="o", label=system)
+                answered = [r for r in rows if r["requests"]]  # no answer: no latency to plot
+                axes[row_number][1].plot(
+                    [r["connections"] for r in answered],
+                    [r["p99"] for r in answered],
+                    marker="o",
+                    label=system,
+                )
             _axes(axes[row_number], "concurrent keep-alive connections", scenario)
             axes[row_number][0].legend(fontsize=8)
         figure.suptitle(f"cost against connections ({stem})")
@@ -852,6 +858,13 @@ def report(
                 f"{ratio} |"
             )
     lines += [f"- {note}" for note in notes]
+    lines += [
+        f"- {r['system']} {r['scenario']} at {r['connections']:,} connections completed no "
+        f"request in {args.seconds} s (wrk counts no error for a connection that is never "
+        "answered): its latencies are not figures"
+        for r in conns
+        if not r["requests"]
+    ]
     lines += ["", "## Targets (issue 23)", "", *targets(data, conns)]
     held = [r for r in conns if r["system"] == "taskapi" and r.get("extra")]
     if held:
