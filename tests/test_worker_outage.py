@@ -165,7 +165,10 @@ async def test_a_worker_stopped_during_an_outage_exits_without_waiting_for_redis
         redis_server.stop()
         await until(lambda: GONE in output.text(), "the worker to see Redis go", 30)
         worker.send_signal(signal.SIGTERM)
-        await until(lambda: worker.poll() is not None, "the worker to exit", DEADLINE_SECONDS)
+        try:
+            await until(lambda: worker.poll() is not None, "the worker to exit", DEADLINE_SECONDS)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its output:\n{output.text()[-4000:]}") from None
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -55,7 +55,8 @@ class WaitOutOutage(Retry):
         return self
 
     def serve_while(self, main_loop: asyncio.Task[Any] | None) -> None:
-        """Retry for as long as `main_loop` (the task running the worker) has not ended."""
+        """Retry for as long as `main_loop` (the task running the worker) has not ended; until
+        this is called, the task of the first call that waits out an outage stands for it."""
         self._main_loop = main_loop
 
     def _stopping(self) -> bool:
@@ -79,6 +80,10 @@ class WaitOutOutage(Retry):
     async def _wait_out(
         self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]
     ) -> T:
+        if self._main_loop is None:
+            # the worker's first call (arq's log_redis_info) runs in its main task before
+            # on_startup names it: stopped then, its close() must not retry for ever
+            self._main_loop = asyncio.current_task()
         failures = 0
         while True:
             try:
