@@ -483,6 +483,26 @@ def show(row: dict[str, Any]) -> None:
     )
 
 
+def sweep(
+    args: argparse.Namespace,
+    base: str,
+    token: str,
+    state: dict[str, Any],
+    results: list[dict[str, Any]],
+    system: str,
+    hook: Any = lambda: None,
+) -> None:
+    """S1 and S4 at each connection count against one deployment; `hook()` makes each run's
+    `during` hook (a sampler)."""
+    for connections in args.connections:
+        for scenario in ("S1", "S4"):
+            result = wrk(base, scenario, token, state["ids_file"], args, connections, during=hook())
+            results.append(
+                {"sweep": "connections", "system": system, "scenario": scenario, **result}
+            )
+            show(results[-1])
+
+
 def connection_sweep(
     args: argparse.Namespace,
     env: dict[str, str],
@@ -496,15 +516,15 @@ def connection_sweep(
     with serving(env) as (base, pids):
         token = login(base, args.username, args.password)
         servers = server_pids(pids)
-        for connections in args.connections:
-            for scenario in ("S1", "S4"):
-                hook = sampler(args.seconds, env, servers)
-                result = wrk(
-                    base, scenario, token, state["ids_file"], args, connections, during=hook
-                )
-                row = {"sweep": "connections", "system": "taskapi", "scenario": scenario}
-                results.append({**row, **result})
-                show(results[-1])
+        sweep(
+            args,
+            base,
+            token,
+            state,
+            results,
+            "taskapi",
+            lambda: sampler(args.seconds, env, servers),
+        )
         if args.profile:
             hook = profiler(max(1, args.seconds - 2), args.native)(servers)
             result = wrk(
@@ -518,13 +538,7 @@ def connection_sweep(
     if args.unlimited:
         unlimited = {**env, "TASKAPI_MAX_REQUESTS_IN_FLIGHT": "0"}
         with serving(unlimited) as (base, pids):
-            token = login(base, args.username, args.password)
-            for connections in args.connections:
-                for scenario in ("S1", "S4"):
-                    result = wrk(base, scenario, token, state["ids_file"], args, connections)
-                    row = {"sweep": "connections", "system": UNLIMITED, "scenario": scenario}
-                    results.append({**row, **result})
-                    show(results[-1])
+            sweep(args, base, login(base, args.username, args.password), state, results, UNLIMITED)
     return profile
 
 

@@ -259,6 +259,18 @@ async def until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def within_turns(check: Callable[[], object], turns: int = 200) -> None:
+    """Let the other tasks run until `check()` holds, for at most `turns` turns of the loop (for
+    what other tasks do without waiting on anything outside the process)."""
+    import asyncio
+
+    for _ in range(turns):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not within {turns} turns of the loop")
+
+
 async def redis_commands_during(
     redis_url: str, action: Callable[[], Awaitable[object]]
 ) -> list[str]:

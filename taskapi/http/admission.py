@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from hypercorn.typing import (
     ASGIFramework,
@@ -193,7 +192,9 @@ class InFlightLimit:
         self._free += 1
 
 
-def _replay(read: list[ASGIReceiveEvent], then: Callable[[], Awaitable[ASGIReceiveEvent]]) -> Any:
+def _replay(
+    read: list[ASGIReceiveEvent], then: Callable[[], Awaitable[ASGIReceiveEvent]]
+) -> ASGIReceiveCallable:
     """A `receive` that returns the messages in `read`, in order, then what `then()` gives."""
     pending = collections.deque(read)
 

@@ -14,6 +14,7 @@ from taskapi.domain.accounts import RoleCache
 from taskapi.domain.models import User
 from taskapi.http.tokens import TokenClaims, VerifiedTokens
 from tests.conftest import create_account, session_on
+from tests.services import within_turns
 
 
 def _claims(expires_at: float) -> TokenClaims:
@@ -154,15 +155,6 @@ async def _generation(app, user_id: int) -> int:
         return int(await connection.scalar(select(User.token_generation).where(User.id == user_id)))
 
 
-async def until(check) -> None:
-    """Let the other tasks run until `check()` holds (a bounded number of loop turns)."""
-    for _ in range(100):
-        if check():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("never happened")
-
-
 async def test_requests_that_miss_one_users_role_together_ask_the_database_once(make_apps):
     """The entry of a client with many requests in flight expires: one lookup, not one each."""
     (app,) = await make_apps(1, backend="memory", user_cache_seconds=30)
@@ -191,12 +183,12 @@ async def test_the_waiting_requests_of_a_cancelled_lookup_ask_themselves(make_ap
     connections.hold = released = asyncio.Event()
     try:
         first = asyncio.create_task(roles.role_of(connections, account.id, generation))
-        await until(lambda: connections.asked == 1)
+        await within_turns(lambda: connections.asked == 1)
         waiting = [
             asyncio.create_task(roles.role_of(connections, account.id, generation))
             for _ in range(20)
         ]
-        await until(lambda: all(not t.done() for t in waiting))  # they have started
+        await within_turns(lambda: all(not t.done() for t in waiting))  # they have started
         assert connections.asked == 1
         first.cancel()
         assert await asyncio.gather(*waiting) == ["user"] * 20
@@ -215,7 +207,7 @@ async def test_a_waiting_request_that_is_cancelled_leaves_the_lookup_running(mak
     connections.hold = released = asyncio.Event()
     try:
         first = asyncio.create_task(roles.role_of(connections, account.id, generation))
-        await until(lambda: connections.asked == 1)
+        await within_turns(lambda: connections.asked == 1)
         second = asyncio.create_task(roles.role_of(connections, account.id, generation))
         await asyncio.sleep(0)
         second.cancel()

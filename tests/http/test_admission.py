@@ -12,10 +12,10 @@ import pytest
 from taskapi.http.admission import InFlightLimit, body_length
 from taskapi.http.metrics import ROUTE_NOTE, RouteNote, route_noter
 from taskapi.infra.metrics import UNMATCHED
-from tests import services
 from tests.asgi import asgi_request, http_scope
 from tests.conftest import create_account
 from tests.http.test_metrics import samples, value
+from tests.services import until, within_turns
 
 MAX_BODY = 100
 BODY_TIMEOUT = 0.5  # seconds: only the slow sender's test waits it out
@@ -95,29 +95,20 @@ def call(
     return asyncio.create_task(limit(scope, client.receive, client.send))
 
 
-async def until(check) -> None:
-    """Let the other tasks run until `check()` holds (a bounded number of loop turns)."""
-    for _ in range(200):
-        if check():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("never happened")
-
-
 async def test_requests_beyond_the_limit_wait_and_are_let_in_in_arrival_order():
     inner = HeldApp()
     limit = limited(inner, 2)
     paths = [f"/{n}" for n in range(6)]
     tasks = [call(limit, path) for path in paths]
-    await until(lambda: len(inner.reached) == 2)
-    await until(lambda: limit.waiting == 4)
+    await within_turns(lambda: len(inner.reached) == 2)
+    await within_turns(lambda: limit.waiting == 4)
     assert inner.reached == ["/0", "/1"] and limit.working == 2
     for done in ("/1", "/0", "/2", "/3", "/4", "/5"):
         reached = len(inner.reached)
         inner.answer(done)
         inner.finish(done)
         if reached < len(paths):
-            await until(lambda reached=reached: len(inner.reached) == reached + 1)
+            await within_turns(lambda reached=reached: len(inner.reached) == reached + 1)
     await asyncio.gather(*tasks)
     assert inner.reached == paths  # in arrival order, whichever finished first
     assert limit.working == 0 and limit.waiting == 0
@@ -128,9 +119,9 @@ async def test_the_place_is_freed_when_the_answer_starts_not_when_it_is_sent():
     inner = HeldApp()
     limit = limited(inner, 1)
     first, second = call(limit, "/slow-reader"), call(limit, "/next")
-    await until(lambda: limit.waiting == 1)
+    await within_turns(lambda: limit.waiting == 1)
     inner.answer("/slow-reader")  # its answer starts; its body waits (finish not called)
-    await until(lambda: inner.reached == ["/slow-reader", "/next"])
+    await within_turns(lambda: inner.reached == ["/slow-reader", "/next"])
     inner.answer("/next")
     inner.finish("/next")
     inner.finish("/slow-reader")
@@ -178,13 +169,15 @@ async def test_a_request_with_a_body_waits_its_turn_once_the_body_is_there():
     inner = HeldApp()
     limit = limited(inner, 1)
     held = call(limit, "/held")
-    await until(lambda: limit.working == 1)
+    await within_turns(lambda: limit.working == 1)
     sender = Uploading([b'{"title":', b' "t"}'])
     posted = upload(limit, "/posted", sender, 14)
     after = call(limit, "/after")
-    await until(lambda: limit.waiting == 1)  # only /after: /posted is still sending its body
+    # only /after: /posted is still sending its body
+    await within_turns(lambda: limit.waiting == 1)
     sender.send_chunk()
-    await until(lambda: limit.waiting == 2)  # its body is there: now it waits too, after /after
+    # its body is there: now it waits too, after /after
+    await within_turns(lambda: limit.waiting == 2)
     for path in ("/held", "/after", "/posted"):
         inner.answer(path)
         inner.finish(path)
@@ -199,10 +192,10 @@ async def test_a_body_still_arriving_after_the_body_timeout_is_let_in_at_once():
     inner = HeldApp()
     limit = limited(inner, 1)
     held = call(limit, "/held")
-    await until(lambda: limit.working == 1)
+    await within_turns(lambda: limit.working == 1)
     sender = Uploading([b"{", b"}"])
     slow = upload(limit, "/slow", sender, 2)
-    await services.until(lambda: "/slow" in inner.reached, "the slow body's timeout", 10)
+    await until(lambda: "/slow" in inner.reached, "the slow body's timeout", 10)
     assert limit.working == 1 and limit.waiting == 0
     sender.send_chunk()
     for path in ("/slow", "/held"):
@@ -218,9 +211,9 @@ async def test_a_client_leaving_while_sending_its_body_is_dropped():
     limit = limited(inner, 1, on_left=lambda scope: left.append(scope["path"]))
     sender = Uploading([b"{", b"}"])
     gone = upload(limit, "/gone", sender, 2)
-    await until(lambda: sender.sent_request)
+    await within_turns(lambda: sender.sent_request)
     sender.leave()
-    await until(gone.done)
+    await within_turns(gone.done)
     assert inner.reached == [] and left == ["/gone"] and limit.working == 0
 
 
@@ -229,10 +222,10 @@ async def test_a_body_of_unknown_or_too_large_a_length_is_let_in_at_once():
     inner = HeldApp()
     limit = limited(inner, 1)
     held = call(limit, "/held")
-    await until(lambda: limit.working == 1)
+    await within_turns(lambda: limit.working == 1)
     chunked = call(limit, "/chunked", {"Transfer-Encoding": "chunked"})
     large = call(limit, "/large", {"Content-Length": str(MAX_BODY + 1)})
-    await until(lambda: len(inner.reached) == 3)
+    await within_turns(lambda: len(inner.reached) == 3)
     assert inner.reached == ["/held", "/chunked", "/large"] and limit.waiting == 0
     for path in ("/chunked", "/large", "/held"):
         inner.answer(path)
@@ -244,14 +237,14 @@ async def test_a_waiting_request_that_goes_away_takes_no_place():
     inner = HeldApp()
     limit = limited(inner, 1)
     held, gone, after = call(limit, "/held"), call(limit, "/gone"), call(limit, "/after")
-    await until(lambda: limit.waiting == 2)
+    await within_turns(lambda: limit.waiting == 2)
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert limit.waiting == 1
     inner.answer("/held")
     inner.finish("/held")
-    await until(lambda: inner.reached == ["/held", "/after"])
+    await within_turns(lambda: inner.reached == ["/held", "/after"])
     inner.answer("/after")
     inner.finish("/after")
     await asyncio.gather(held, after)
@@ -262,13 +255,13 @@ async def test_a_place_handed_to_a_request_as_it_goes_away_passes_to_the_next():
     inner = HeldApp()
     limit = limited(inner, 1)
     held, gone, after = call(limit, "/held"), call(limit, "/gone"), call(limit, "/after")
-    await until(lambda: limit.waiting == 2)
+    await within_turns(lambda: limit.waiting == 2)
     inner.answer("/held")  # /held leaves: its place is handed to /gone...
-    await until(lambda: limit.waiting == 1)
+    await within_turns(lambda: limit.waiting == 1)
     gone.cancel()  # ...which is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
         await gone
-    await until(lambda: inner.reached == ["/held", "/after"])
+    await within_turns(lambda: inner.reached == ["/held", "/after"])
     for path in ("/held", "/after"):
         inner.answer(path)
         inner.finish(path)
@@ -284,9 +277,9 @@ async def test_a_request_whose_client_leaves_while_it_waits_is_dropped_from_the_
     leaving = Connection()
     held, gone = call(limit, "/held"), call(limit, "/gone", connection=leaving)
     after = call(limit, "/after")
-    await until(lambda: limit.waiting == 2)
+    await within_turns(lambda: limit.waiting == 2)
     leaving.leave()
-    await until(gone.done)  # it returns without an answer
+    await within_turns(gone.done)  # it returns without an answer
     assert limit.waiting == 1
     for path in ("/held", "/after"):
         inner.answer(path)
@@ -325,13 +318,13 @@ async def test_the_app_reads_what_the_line_read_while_waiting():
     inner = HeldApp()
     limit = limited(inner, 1)
     held = call(limit, "/held")
-    await until(lambda: limit.working == 1)
+    await within_turns(lambda: limit.working == 1)
     limit.app = reader  # the next one let in reads
     client = Connection()
     waiting = call(limit, "/reads", connection=client)
-    await until(lambda: limit.waiting == 1)
+    await within_turns(lambda: limit.waiting == 1)
     inner.answer("/held")
-    await until(lambda: read == ["http.request"])
+    await within_turns(lambda: read == ["http.request"])
     client.leave()
     inner.finish("/held")
     await asyncio.gather(held, waiting)
@@ -352,9 +345,9 @@ async def test_a_waiting_request_that_turns_out_to_have_a_body_is_let_in_at_once
     inner = HeldApp()
     limit = limited(inner, 1)
     held = call(limit, "/held")
-    await until(lambda: limit.working == 1)
+    await within_turns(lambda: limit.working == 1)
     body = call(limit, "/body", connection=SendingBody())
-    await until(lambda: inner.reached == ["/held", "/body"])
+    await within_turns(lambda: inner.reached == ["/held", "/body"])
     assert limit.working == 1 and limit.waiting == 0
     for path in ("/body", "/held"):
         inner.answer(path)
